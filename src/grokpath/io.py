@@ -1,0 +1,93 @@
+"""Atomic writes and provenance: nothing partial ever sits at a final path."""
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Iterator
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from grokpath import __version__
+
+
+@contextlib.contextmanager
+def atomic_path(final: Path | str, suffix: str = "") -> Iterator[Path]:
+    """Yield a temp path beside ``final``; rename over ``final`` only on success."""
+    final = Path(final)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{final.name}.", suffix=suffix or ".tmp", dir=final.parent)
+    os.close(fd)
+    tmp = Path(tmp)
+    try:
+        yield tmp
+        os.replace(tmp, final)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+@contextlib.contextmanager
+def atomic_dir(final: Path | str) -> Iterator[Path]:
+    """Yield a temp directory beside ``final``; swap it in whole on success."""
+    final = Path(final)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=final.parent))
+    try:
+        yield tmp
+        if final.exists():
+            shutil.rmtree(final)
+        os.replace(tmp, final)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp)
+
+
+def write_parquet(table: pa.Table, path: Path | str, metadata: dict | None = None) -> None:
+    """Write a Parquet file atomically; ``metadata`` values are JSON-encoded into the schema."""
+    if metadata:
+        meta = dict(table.schema.metadata or {})
+        meta.update({k.encode(): json.dumps(v).encode() for k, v in metadata.items()})
+        table = table.replace_schema_metadata(meta)
+    with atomic_path(path, ".parquet") as tmp:
+        pq.write_table(table, tmp)
+
+
+def write_frame(frame, path: Path | str, metadata: dict | None = None) -> None:
+    write_parquet(pa.Table.from_pandas(frame, preserve_index=False), path, metadata)
+
+
+def read_metadata(path: Path | str) -> dict:
+    meta = pq.read_schema(path).metadata or {}
+    out = {}
+    for k, v in meta.items():
+        key = k.decode()
+        if key == "pandas":
+            continue
+        try:
+            out[key] = json.loads(v)
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            out[key] = v.decode(errors="replace")
+    return out
+
+
+def write_text(text: str, path: Path | str) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_text(text)
+
+
+def write_json(obj, path: Path | str) -> None:
+    write_text(json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n", path)
+
+
+def config_hash(obj) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def provenance(**extra) -> dict:
+    return {"grokpath_version": __version__, **extra}

@@ -1,0 +1,31 @@
+# Shared helpers: the checkpoint / domain / split lists and config hand-over.
+# Everything here derives from the validated config; no settings live in rules.
+import json
+
+from grokpath.checkpoints import checkpoint_names
+
+CKPTS = checkpoint_names(config)
+DOMAINS = list(config["domains"])
+SPLITS = ["train", "validation", "test"]
+ALL_TARGETS = []
+
+
+wildcard_constraints:
+    ckpt="[^/]+",
+    domain="[^/_]+",
+    split="train|validation|test",
+
+
+def cfg(*sections):
+    """The named config sections as one JSON object, for a rule's --cfg."""
+    return json.dumps({name: config[name] for name in sections}, sort_keys=True)
+
+
+def res(rule_name, key):
+    """A rule's resource from config.resources, falling back to resources.default."""
+    table = config["resources"]
+    return table.get(rule_name, {}).get(key, table.get("default", {}).get(key))
+
+
+def checkpoint_dir(wildcards):
+    return f"results/checkpoints/{wildcards.ckpt}"

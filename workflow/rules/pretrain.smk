@@ -1,0 +1,1 @@
+# pretrain stage (see Snakefile).

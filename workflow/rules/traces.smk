@@ -1,0 +1,1 @@
+# traces stage (see Snakefile).
