@@ -1,8 +1,14 @@
 # Shared helpers: the checkpoint / domain / split lists and config hand-over.
 # Everything here derives from the validated config; no settings live in rules.
 import json
+import os
+import sys
 
 from grokpath.checkpoints import checkpoint_names
+
+# Rules call the `grokpath` CLI installed beside this interpreter, also when
+# snakemake is started as .venv/bin/snakemake without activating the venv.
+os.environ["PATH"] = os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", "")
 
 CKPTS = checkpoint_names(config)
 DOMAINS = list(config["domains"])
