@@ -76,7 +76,172 @@ def _cmd_pretrain(args, cfg) -> None:
 
 # ---------------------------------------------------------------- checkpoints + traces + evaluation
 def _register_traces(sub) -> None:
-    pass
+    p = _add(sub, "fetch-checkpoint", "download one hub revision (checkpoints.source: hf) with provenance.json")
+    p.add_argument("--ckpt", required=True, help="hub revision, e.g. step125000-tokens524B")
+    p.add_argument("--out", required=True, type=Path, help="results/checkpoints/<ckpt>")
+    p.set_defaults(func=_cmd_fetch_checkpoint)
+
+    p = _add(sub, "traces", "per-sample loss and routing of every (domain, split) through one checkpoint")
+    p.add_argument("--checkpoint", required=True, type=Path, help="checkpoint directory")
+    p.add_argument("--ckpt", required=True, help="checkpoint name")
+    p.add_argument("--out", required=True, type=Path, help="results/traces/<ckpt>")
+    p.add_argument("--threads", type=int, default=1, help="torch CPU threads")
+    p.set_defaults(func=_cmd_traces)
+
+
+def _cmd_fetch_checkpoint(args, cfg) -> None:
+    from grokpath.checkpoints import fetch_hf_checkpoint
+
+    fetch_hf_checkpoint(cfg["checkpoints"], args.ckpt, args.out)
+
+
+def _cmd_traces(args, cfg) -> None:
+    import torch
+
+    from grokpath.traces import run_traces
+
+    torch.set_num_threads(args.threads)
+    run_traces(cfg, checkpoint_dir=args.checkpoint, ckpt=args.ckpt, out_dir=args.out)
+
+
+# ---------------------------------------------------------------- evaluation (lm-eval, optional LoRA)
+def _domain_path(text: str) -> tuple[str, Path]:
+    domain, sep, path = text.partition("=")
+    if not sep or not domain or not path:
+        raise argparse.ArgumentTypeError(f"expected DOMAIN=PATH, got '{text}'")
+    return domain, Path(path)
+
+
+def _register_evaluation(sub) -> None:
+    p = _add(sub, "evaluate", "test accuracy of one checkpoint on every domain with one lm-eval call")
+    p.add_argument("--checkpoint", required=True, type=Path, help="model directory (checkpoint or results/tuned/<ckpt>)")
+    p.add_argument("--ckpt", required=True, help="checkpoint name")
+    p.add_argument("--test", action="append", default=[], type=_domain_path, metavar="DOMAIN=PATH",
+                   help="test JSONL of a domain with a local task (repeat per domain)")
+    p.add_argument("--tasks-dir", required=True, type=Path, help="shipped lm-eval task YAMLs (workflow/tasks)")
+    p.add_argument("--out", required=True, type=Path, help="results/eval/<ckpt>")
+    p.add_argument("--threads", type=int, default=1, help="torch CPU threads")
+    p.set_defaults(func=_cmd_evaluate)
+
+    p = _add(sub, "tune", "LoRA instruction tuning of one checkpoint; saves the merged model")
+    p.add_argument("--checkpoint", required=True, type=Path, help="checkpoint directory")
+    p.add_argument("--data", action="append", default=[], type=_domain_path, metavar="DOMAIN=PATH",
+                   help="instruction/response JSONL of a domain (repeat per domain)")
+    p.add_argument("--out", required=True, type=Path, help="results/tuned/<ckpt>")
+    p.add_argument("--threads", type=int, default=1, help="torch CPU threads")
+    p.set_defaults(func=_cmd_tune)
+
+
+def _cmd_evaluate(args, cfg) -> None:
+    from grokpath.evaluation import run_evaluation
+
+    run_evaluation(cfg, checkpoint_dir=args.checkpoint, ckpt=args.ckpt, out_dir=args.out,
+                   test_files=dict(args.test), tasks_dir=args.tasks_dir, threads=args.threads)
+
+
+def _cmd_tune(args, cfg) -> None:
+    from grokpath.tuning import tune_lora
+
+    tune_lora(cfg, checkpoint_dir=args.checkpoint, data_files=dict(args.data), out_dir=args.out, threads=args.threads)
+
+
+# ---------------------------------------------------------------- paper A per-sample metrics
+def _register_metrics(sub) -> None:
+    p = _add(sub, "memorization", "memorization steps t* of one domain's training samples")
+    p.add_argument("--domain", required=True)
+    p.add_argument("--traces", required=True, nargs="+", type=Path, help="<ckpt>/<domain>_train.parquet, every checkpoint")
+    p.add_argument("--out", required=True, type=Path)
+    p.add_argument("--ablation-out", required=True, type=Path)
+    p.set_defaults(func=_cmd_memorization)
+
+    p = _add(sub, "pathways", "pathway strings, routing entropy and pathway distances of one domain")
+    p.add_argument("--domain", required=True)
+    p.add_argument("--traces", required=True, nargs="+", type=Path, help="<ckpt>/<domain>_<split>.parquet")
+    p.add_argument("--memorization", required=True, type=Path)
+    p.add_argument("--out", required=True, type=Path, help="pathways.parquet")
+    p.add_argument("--distances-out", required=True, type=Path)
+    p.add_argument("--threads", type=int, default=-1, help="rapidfuzz workers (-1: all cores)")
+    p.set_defaults(func=_cmd_pathways)
+
+    p = _add(sub, "cross-distances", "pathway distance between domains, per checkpoint")
+    p.add_argument("--pathways", required=True, nargs="+", type=Path, help="per-domain pathways.parquet")
+    p.add_argument("--out", required=True, type=Path)
+    p.add_argument("--threads", type=int, default=-1, help="rapidfuzz workers (-1: all cores)")
+    p.set_defaults(func=_cmd_cross_distances)
+
+    p = _add(sub, "consistency", "pathway consistency C_i of one domain")
+    p.add_argument("--domain", required=True)
+    p.add_argument("--traces", required=True, nargs="+", type=Path)
+    p.add_argument("--router-weights", required=True, nargs="+", type=Path, help="router_weights.npy beside the trace files")
+    p.add_argument("--out", required=True, type=Path)
+    p.set_defaults(func=_cmd_consistency)
+
+    p = _add(sub, "onset", "generalization onset t# of one domain's test samples")
+    p.add_argument("--domain", required=True)
+    p.add_argument("--eval-samples", required=True, nargs="+", type=Path, help="eval/<ckpt>/samples.parquet, every checkpoint")
+    p.add_argument("--out", required=True, type=Path)
+    p.set_defaults(func=_cmd_onset)
+
+    p = _add(sub, "groups", "pair memorization groups with onset groups (Hungarian matching)")
+    p.add_argument("--domain", required=True)
+    p.add_argument("--memorization", required=True, type=Path)
+    p.add_argument("--onset", required=True, type=Path)
+    p.add_argument("--train-texts", required=True, type=Path, help="training JSONL (sample_id, text)")
+    p.add_argument("--test-texts", required=True, type=Path, help="test JSONL (sample_id, text)")
+    p.add_argument("--out", required=True, type=Path)
+    p.add_argument("--threads", type=int, default=None, help="torch threads for the embedding model")
+    p.set_defaults(func=_cmd_groups)
+
+    p = _add(sub, "metrics-gather", "concatenate per-domain metric tables")
+    p.add_argument("--inputs", required=True, nargs="+", type=Path)
+    p.add_argument("--out", required=True, type=Path)
+    p.set_defaults(func=_cmd_metrics_gather)
+
+
+def _cmd_memorization(args, cfg) -> None:
+    from grokpath.metrics import run_memorization
+
+    run_memorization(cfg, args.domain, args.traces, out=args.out, ablation_out=args.ablation_out)
+
+
+def _cmd_pathways(args, cfg) -> None:
+    from grokpath.metrics import run_pathways
+
+    run_pathways(
+        cfg, args.domain, args.traces, args.memorization, pathways_out=args.out, distances_out=args.distances_out, threads=args.threads
+    )
+
+
+def _cmd_cross_distances(args, cfg) -> None:
+    from grokpath.metrics import run_cross_distances
+
+    run_cross_distances(cfg, args.pathways, out=args.out, threads=args.threads)
+
+
+def _cmd_consistency(args, cfg) -> None:
+    from grokpath.metrics import run_consistency
+
+    run_consistency(cfg, args.domain, args.traces, args.router_weights, out=args.out)
+
+
+def _cmd_onset(args, cfg) -> None:
+    from grokpath.metrics import run_onset
+
+    run_onset(cfg, args.domain, args.eval_samples, out=args.out)
+
+
+def _cmd_groups(args, cfg) -> None:
+    from grokpath.metrics import run_groups
+
+    run_groups(
+        cfg, args.domain, args.memorization, args.onset, args.train_texts, args.test_texts, out=args.out, threads=args.threads
+    )
+
+
+def _cmd_metrics_gather(args, cfg) -> None:
+    from grokpath.metrics import gather
+
+    gather(args.inputs, out=args.out)
 
 
 # ---------------------------------------------------------------- paper A metrics, tables, figures
@@ -84,9 +249,135 @@ def _register_paper_a(sub) -> None:
     pass
 
 
+# ---------------------------------------------------------------- paper A analysis: join, tables, figures, theory
+def _register_analysis(sub) -> None:
+    p = _add(sub, "curves", "join per-sample metrics into curves.parquet (one row per domain and checkpoint)")
+    p.add_argument("--traces", required=True, nargs="+", type=Path, help="traces/<ckpt>/<domain>_{train,validation}.parquet")
+    p.add_argument("--eval-samples", required=True, nargs="+", type=Path, help="eval/<ckpt>/samples.parquet")
+    for name in ("memorization", "distances", "consistency", "pathways"):
+        p.add_argument(f"--{name}", required=True, type=Path, help=f"metrics/{name}.parquet")
+    p.add_argument("--onset", type=Path, default=None, help="metrics/onset.parquet (cumulative accuracy)")
+    p.add_argument("--out", required=True, type=Path, help="metrics/curves.parquet")
+    p.set_defaults(func=_cmd_curves)
+
+    p = _add(sub, "correlations", "Table 1: correlations with accuracy over the sustained-rise window, bootstrap CIs")
+    p.add_argument("--curves", required=True, type=Path)
+    p.add_argument("--traces", required=True, nargs="+", type=Path)
+    p.add_argument("--eval-samples", required=True, nargs="+", type=Path)
+    for name in ("memorization", "consistency", "pathways"):
+        p.add_argument(f"--{name}", required=True, type=Path, help=f"metrics/{name}.parquet")
+    p.add_argument("--out-csv", required=True, type=Path)
+    p.add_argument("--out-md", required=True, type=Path)
+    p.set_defaults(func=_cmd_correlations)
+
+    p = _add(sub, "onset-table", "per domain: start of the sustained accuracy rise with a bootstrap CI")
+    p.add_argument("--eval-samples", required=True, nargs="+", type=Path)
+    p.add_argument("--out", required=True, type=Path, help="tables/onset.csv")
+    p.set_defaults(func=_cmd_onset_table)
+
+    p = _add(sub, "figures-a", "paper A's figures (PNG + PDF) from the metric tables")
+    for name in ("curves", "distances", "cross-distances", "groups", "ablation"):
+        p.add_argument(f"--{name}", required=True, type=Path)
+    p.add_argument("--correlations", required=True, type=Path, help="tables/correlations.csv (sustained-rise windows)")
+    p.add_argument("--out-dir", required=True, type=Path, help="figures/paper_a")
+    p.set_defaults(func=_cmd_figures_a)
+
+    p = _add(sub, "theory", "fig 8: synthetic MoE, effective dimension against pathway distance")
+    p.add_argument("--out", required=True, type=Path, help="metrics/theory.parquet")
+    p.add_argument("--figure", required=True, type=Path, help="figures/paper_a/fig08_theory.png (PDF beside it)")
+    p.set_defaults(func=_cmd_theory)
+
+
+def _cmd_curves(args, cfg) -> None:
+    from grokpath.analysis import write_curves
+
+    write_curves(
+        cfg, args.traces, args.eval_samples, args.memorization, args.distances, args.consistency, args.pathways,
+        args.onset, out_path=args.out,
+    )
+
+
+def _cmd_correlations(args, cfg) -> None:
+    from grokpath.correlations import write_correlations
+
+    write_correlations(
+        cfg, args.curves, args.traces, args.eval_samples, args.memorization, args.consistency, args.pathways,
+        out_csv=args.out_csv, out_md=args.out_md,
+    )
+
+
+def _cmd_onset_table(args, cfg) -> None:
+    from grokpath.analysis import write_onset
+
+    write_onset(cfg, args.eval_samples, out_csv=args.out)
+
+
+def _cmd_figures_a(args, cfg) -> None:
+    from grokpath.analysis import write_paper_a_figures
+
+    write_paper_a_figures(
+        cfg, args.curves, args.distances, args.cross_distances, args.groups, args.ablation, args.correlations, out_dir=args.out_dir
+    )
+
+
+def _cmd_theory(args, cfg) -> None:
+    from grokpath.theory import write_theory
+
+    write_theory(cfg, table_path=args.out, figure_path=args.figure)
+
+
 # ---------------------------------------------------------------- paper B circuits
 def _register_circuits(sub) -> None:
-    pass
+    p = _add(sub, "circuits-train", "train all seeds of one circuits grid cell at once; write their curves")
+    p.add_argument("--task", required=True, help="add | square | memorize | mix | mix_split")
+    p.add_argument("--d-h", required=True, type=int, help="hidden size d_h")
+    p.add_argument("--D", required=True, type=int, help="training pairs (mix: random-label subtraction pairs)")
+    p.add_argument("--n-layers", type=int, default=1)
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (overrides circuits.train.threads)")
+    p.add_argument("--out", required=True, type=Path, help="results/circuits/runs/<task>/dh<d>_D<n>.parquet")
+    p.set_defaults(func=_cmd_circuits_train)
+
+    p = _add(sub, "circuits-classify", "label every circuits run's regime; D_crit and D_mem estimates")
+    p.add_argument("--runs", required=True, nargs="+", type=Path, help="run curve files")
+    p.add_argument("--out", required=True, type=Path, help="results/circuits/regimes.parquet")
+    p.set_defaults(func=_cmd_circuits_classify)
+
+    p = _add(sub, "circuits-paper-a", "label paper A's domains with the circuits regime rule")
+    p.add_argument("--curves", required=True, type=Path, help="results/metrics/curves.parquet")
+    p.add_argument("--out", required=True, type=Path, help="results/circuits/paper_a_regimes.parquet")
+    p.set_defaults(func=_cmd_circuits_paper_a)
+
+    p = _add(sub, "circuits-figures", "paper B figures (PNG + PDF)")
+    p.add_argument("--regimes", required=True, type=Path)
+    p.add_argument("--runs", required=True, nargs="+", type=Path)
+    p.add_argument("--out", required=True, nargs="+", type=Path, help="figure paths (.png); a .pdf is written beside each")
+    p.set_defaults(func=_cmd_circuits_figures)
+
+
+def _cmd_circuits_train(args, cfg) -> None:
+    from grokpath.circuits.sweep import train_cell
+
+    if args.threads:
+        cfg["circuits"]["train"]["threads"] = args.threads
+    train_cell(cfg["circuits"], args.task, args.d_h, args.D, args.out, n_layers=args.n_layers)
+
+
+def _cmd_circuits_classify(args, cfg) -> None:
+    from grokpath.circuits.sweep import classify_files
+
+    classify_files(cfg["circuits"], args.runs, args.out)
+
+
+def _cmd_circuits_paper_a(args, cfg) -> None:
+    from grokpath.circuits.sweep import classify_paper_a_file
+
+    classify_paper_a_file(cfg["circuits"], args.curves, args.out)
+
+
+def _cmd_circuits_figures(args, cfg) -> None:
+    from grokpath.circuits.sweep import write_figures
+
+    write_figures(cfg["circuits"], args.regimes, args.runs, args.out)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -94,7 +385,10 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     _register_world(sub)
     _register_traces(sub)
+    _register_evaluation(sub)
+    _register_metrics(sub)
     _register_paper_a(sub)
+    _register_analysis(sub)
     _register_circuits(sub)
     return parser
 

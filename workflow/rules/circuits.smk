@@ -1,1 +1,136 @@
-# circuits stage (see Snakefile).
+# circuits stage (paper B, Huang et al. 2024): one training job per grid cell with
+# all its seeds batched, then regime classification and figures. Independent of paper A,
+# except the optional circuits_paper_a_regimes rule that labels paper A's domains.
+from grokpath.circuits.sweep import emergence_cells, grid_cells
+
+CIRCUIT_RUNS = [f"results/circuits/runs/{task}/dh{d_h}_D{D}.parquet" for task, d_h, D in grid_cells(config["circuits"])]
+CIRCUIT_MIX_RUNS = [
+    f"results/circuits/runs/{task}/L{n_layers}_dh{d_h}_D{D}.parquet"
+    for task, n_layers, d_h, D in emergence_cells(config["circuits"])
+]
+PAPER_B_FIGURES = {
+    "fig01_phase_diagram": "phase diagram",
+    "fig02_example_runs": "example runs",
+    "fig03_val_acc_vs_data": "val acc vs D",
+    "fig04_capacity": "capacity",
+    "fig06_double_descent": "double descent",
+    "fig07_double_descent_square": "double descent",
+    "fig08_emergence": "emergence",
+    "fig09_param_norm": "parameter norm",
+    "fig10_split_ffn": "emergence",
+}
+
+
+wildcard_constraints:
+    circuit_task="add|square|memorize",
+    mix_task="mix|mix_split",
+    d_h=r"\d+",
+    D=r"\d+",
+    n_layers=r"\d+",
+
+
+rule circuits_train:
+    output:
+        "results/circuits/runs/{circuit_task}/dh{d_h}_D{D}.parquet",
+    params:
+        cfg=cfg("circuits"),
+    threads: res("circuits_train", "threads")
+    resources:
+        mem_mb=res("circuits_train", "mem_mb"),
+        runtime=res("circuits_train", "runtime"),
+        gpu=res("circuits_train", "gpu"),
+    log:
+        "results/logs/circuits_train/{circuit_task}_dh{d_h}_D{D}.log",
+    benchmark:
+        "results/benchmarks/circuits_train/{circuit_task}_dh{d_h}_D{D}.tsv"
+    shell:
+        "grokpath circuits-train --cfg {params.cfg:q} --task {wildcards.circuit_task} --d-h {wildcards.d_h}"
+        " --D {wildcards.D} --threads {threads} --out {output:q} --log {log:q}"
+
+
+rule circuits_train_mix:
+    output:
+        "results/circuits/runs/{mix_task}/L{n_layers}_dh{d_h}_D{D}.parquet",
+    params:
+        cfg=cfg("circuits"),
+    threads: res("circuits_train", "threads")
+    resources:
+        mem_mb=res("circuits_train", "mem_mb"),
+        runtime=res("circuits_train", "runtime"),
+        gpu=res("circuits_train", "gpu"),
+    log:
+        "results/logs/circuits_train_mix/{mix_task}_L{n_layers}_dh{d_h}_D{D}.log",
+    benchmark:
+        "results/benchmarks/circuits_train_mix/{mix_task}_L{n_layers}_dh{d_h}_D{D}.tsv"
+    shell:
+        "grokpath circuits-train --cfg {params.cfg:q} --task {wildcards.mix_task} --n-layers {wildcards.n_layers}"
+        " --d-h {wildcards.d_h} --D {wildcards.D} --threads {threads} --out {output:q} --log {log:q}"
+
+
+rule circuits_classify:
+    input:
+        runs=CIRCUIT_RUNS + CIRCUIT_MIX_RUNS,
+    output:
+        "results/circuits/regimes.parquet",
+    params:
+        cfg=cfg("circuits"),
+    threads: res("circuits_classify", "threads")
+    resources:
+        mem_mb=res("circuits_classify", "mem_mb"),
+        runtime=res("circuits_classify", "runtime"),
+    log:
+        "results/logs/circuits_classify/all.log",
+    shell:
+        "grokpath circuits-classify --cfg {params.cfg:q} --runs {input.runs:q} --out {output:q} --log {log:q}"
+
+
+rule circuits_figures:
+    input:
+        regimes="results/circuits/regimes.parquet",
+        runs=CIRCUIT_RUNS + CIRCUIT_MIX_RUNS,
+    output:
+        png=[
+            report(
+                f"results/figures/paper_b/{name}.png",
+                caption=f"../report/paper_b/{name}.rst",
+                category="Paper B",
+                subcategory=subcategory,
+            )
+            for name, subcategory in PAPER_B_FIGURES.items()
+        ],
+        pdf=[f"results/figures/paper_b/{name}.pdf" for name in PAPER_B_FIGURES],
+    params:
+        cfg=cfg("circuits"),
+    threads: res("circuits_figures", "threads")
+    resources:
+        mem_mb=res("circuits_figures", "mem_mb"),
+        runtime=res("circuits_figures", "runtime"),
+    log:
+        "results/logs/circuits_figures/all.log",
+    shell:
+        "grokpath circuits-figures --cfg {params.cfg:q} --regimes {input.regimes:q} --runs {input.runs:q}"
+        " --out {output.png:q} --log {log:q}"
+
+
+# Paper A's domains labelled with the same rule (a separate rule: paper B never waits for paper A).
+rule circuits_paper_a_regimes:
+    input:
+        curves="results/metrics/curves.parquet",
+    output:
+        "results/circuits/paper_a_regimes.parquet",
+    params:
+        cfg=cfg("circuits"),
+    threads: res("circuits_paper_a_regimes", "threads")
+    resources:
+        mem_mb=res("circuits_paper_a_regimes", "mem_mb"),
+        runtime=res("circuits_paper_a_regimes", "runtime"),
+    log:
+        "results/logs/circuits_paper_a_regimes/all.log",
+    shell:
+        "grokpath circuits-paper-a --cfg {params.cfg:q} --curves {input.curves:q} --out {output:q} --log {log:q}"
+
+
+ALL_TARGETS += ["results/circuits/regimes.parquet"]
+ALL_TARGETS += expand("results/figures/paper_b/{name}.{ext}", name=PAPER_B_FIGURES, ext=["png", "pdf"])
+if config["circuits"]["regimes"]["paper_a"]:
+    ALL_TARGETS += ["results/circuits/paper_a_regimes.parquet"]

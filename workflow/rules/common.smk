@@ -34,4 +34,7 @@ def res(rule_name, key):
 
 
 def checkpoint_dir(wildcards):
-    return f"results/checkpoints/{wildcards.ckpt}"
+    """Directory of checkpoint {ckpt} for the configured source (mini, local or hf)."""
+    from grokpath.checkpoints import checkpoint_dir as source_checkpoint_dir
+
+    return str(source_checkpoint_dir(config, wildcards.ckpt))

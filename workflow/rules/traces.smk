@@ -1,1 +1,54 @@
-# traces stage (see Snakefile).
+# traces stage: fetch hub checkpoints (source hf), then one trace job per checkpoint
+# that loads the model once and writes every (domain, split) file.
+from grokpath.data import split_path
+
+TRACE_FILES = expand("{domain}_{split}.parquet", domain=DOMAINS, split=SPLITS)
+TOKEN_FILES = expand("{domain}_{split}.tokens.parquet", domain=DOMAINS, split=SPLITS)
+
+
+if config["checkpoints"]["source"] == "hf":
+
+    rule fetch_checkpoint:
+        output:
+            directory("results/checkpoints/{ckpt}"),
+        params:
+            cfg=cfg("checkpoints"),
+        threads: res("fetch_checkpoint", "threads")
+        resources:
+            mem_mb=res("fetch_checkpoint", "mem_mb"),
+            runtime=res("fetch_checkpoint", "runtime"),
+        log:
+            "results/logs/fetch_checkpoint/{ckpt}.log",
+        localrule: True
+        shell:
+            "grokpath fetch-checkpoint --cfg {params.cfg:q} --ckpt {wildcards.ckpt:q} --out {output:q} --log {log:q}"
+
+
+rule traces:
+    input:
+        checkpoint=checkpoint_dir,
+        data=[split_path(config["domains"], d, s) for d in DOMAINS for s in SPLITS],
+    output:
+        traces=[f"results/traces/{{ckpt}}/{name}" for name in TRACE_FILES],
+        tokens=[f"results/traces/{{ckpt}}/{name}" for name in TOKEN_FILES] if config["traces"]["per_token"] else [],
+        router_weights="results/traces/{ckpt}/router_weights.npy",
+    params:
+        cfg=cfg("checkpoints", "domains", "traces"),
+        out=subpath(output.router_weights, parent=True),
+    threads: res("traces", "threads")
+    resources:
+        mem_mb=res("traces", "mem_mb"),
+        runtime=res("traces", "runtime"),
+        gpu=res("traces", "gpu"),
+    log:
+        "results/logs/traces/{ckpt}.log",
+    benchmark:
+        "results/benchmarks/traces/{ckpt}.tsv"
+    shell:
+        "grokpath traces --cfg {params.cfg:q} --checkpoint {input.checkpoint:q} --ckpt {wildcards.ckpt:q}"
+        " --out {params.out:q} --threads {threads} --log {log:q}"
+
+
+ALL_TARGETS += expand("results/traces/{ckpt}/{name}", ckpt=CKPTS, name=TRACE_FILES + ["router_weights.npy"])
+if config["traces"]["per_token"]:
+    ALL_TARGETS += expand("results/traces/{ckpt}/{name}", ckpt=CKPTS, name=TOKEN_FILES)

@@ -1,0 +1,173 @@
+"""Grid cells of the circuits sweeps: which runs the config asks for, and one cell's job.
+
+A cell is (task, n_layers, d_h, D, split_ffn): all ``circuits.n_seeds`` seeds of it
+train in one process (batched). Snakemake fans the cells out as rule wildcards.
+
+- ``add`` / ``square``: D = training pairs; the grids are ``circuits.grids.<name>``.
+- ``memorize``: the capacity runs, D = P^2 (all pairs, random symmetric labels).
+- ``mix`` / ``mix_split``: the emergence runs, D = number of random-label
+  subtraction pairs added to ``circuits.emergence.n_add`` addition pairs;
+  ``mix_split`` uses the split FFN.
+"""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from grokpath.circuits.model import ModelSpec, n_params
+from grokpath.circuits.tasks import make_task, vocab_size
+from grokpath.circuits.train import train_models
+from grokpath.io import config_hash, provenance, write_frame
+
+log = logging.getLogger(__name__)
+
+CELL_TASKS = ("add", "square", "memorize", "mix", "mix_split")
+
+
+def seeds_of(circuits: dict) -> list[int]:
+    return [int(circuits["seed"]) + i for i in range(int(circuits["n_seeds"]))]
+
+
+def grid_cells(circuits: dict) -> list[tuple[str, int, int]]:
+    """(task, d_h, D) of every 1-layer grid run: the union of all grids plus the capacity runs."""
+    P = int(circuits["P"])
+    cells = set()
+    for name, grid in circuits["grids"].items():
+        if grid["task"] not in ("add", "square"):
+            raise ValueError(f"circuits.grids.{name}.task must be add or square, got '{grid['task']}'")
+        for D in grid["D"]:
+            if not 0 < D < P * P:
+                raise ValueError(f"circuits.grids.{name}.D value {D} must be in 1..{P * P - 1} (P={P})")
+            cells.update((grid["task"], int(d_h), int(D)) for d_h in grid["d_h"])
+    cells.update(("memorize", int(d_h), P * P) for d_h in circuits["capacity"]["d_h"])
+    return sorted(cells)
+
+
+def emergence_cells(circuits: dict) -> list[tuple[str, int, int, int]]:
+    """(task, n_layers, d_h, n_sub) of every emergence run."""
+    em = circuits["emergence"]
+    P = int(circuits["P"])
+    if not 0 < em["n_add"] < P * P:
+        raise ValueError(f"circuits.emergence.n_add={em['n_add']} must be in 1..{P * P - 1}")
+    tasks = ["mix_split" if split else "mix" for split in em["split_ffn"]]
+    return sorted({(t, int(L), int(d_h), int(n_sub)) for t in tasks for L, d_h in em["sizes"] for n_sub in em["n_sub"]})
+
+
+def train_cell(circuits: dict, task: str, d_h: int, D: int, out: Path | str, n_layers: int = 1) -> None:
+    """Train all seeds of one cell and write their curves to ``out`` (Parquet)."""
+    if task not in CELL_TASKS:
+        raise ValueError(f"unknown circuits cell task '{task}'; known: {', '.join(CELL_TASKS)}")
+    P, train = int(circuits["P"]), circuits["train"]
+    seeds = seeds_of(circuits)
+    split_ffn = task == "mix_split"
+    if task in ("mix", "mix_split"):
+        n_add, n_sub = int(circuits["emergence"]["n_add"]), int(D)
+        data = make_task("mix", P, seeds, n_add, n_sub=n_sub)
+    else:
+        n_add, n_sub = int(D), 0
+        data = make_task(task, P, seeds, n_add)
+    spec = ModelSpec(
+        P=P, vocab=vocab_size(P), d_h=int(d_h), n_heads=int(train["n_heads"]), n_layers=int(n_layers),
+        mlp_ratio=int(train["mlp_ratio"]), split_ffn=split_ffn, init_scale=float(train["init_scale"]),
+    )
+    curves, info = train_models(data, spec, seeds, train)
+    curves["n_train"] = n_add  # D: the task's own training pairs (mix: the addition pairs)
+    identity = {"task": task, "P": P, "d_h": int(d_h), "n_layers": int(n_layers), "split_ffn": split_ffn, "n_sub": n_sub, "n_params": n_params(spec)}
+    for i, (k, v) in enumerate(identity.items()):
+        curves.insert(i, k, v)
+    write_frame(curves, out, metadata=provenance(circuits_config_hash=config_hash(circuits), **info))
+
+
+# ---------------------------------------------------------------- classify + figures (file level)
+def read_runs(paths: list[Path | str]) -> "pd.DataFrame":
+    import pandas as pd
+
+    missing = [str(p) for p in paths if not Path(p).is_file()]
+    if missing:
+        raise FileNotFoundError(f"circuits run files not found: {missing[:3]}")
+    return pd.concat([pd.read_parquet(p) for p in paths], ignore_index=True)
+
+
+def classify_files(circuits: dict, run_paths: list[Path | str], out: Path | str) -> None:
+    from grokpath.circuits.regimes import classify_runs
+
+    curves = read_runs(run_paths)
+    regimes = classify_runs(curves, circuits["regimes"])
+    counts = regimes["label"].value_counts().to_dict()
+    log.info("regimes of %d runs: %s", len(regimes), {k: v for k, v in counts.items() if v})
+    write_frame(regimes, out, metadata=provenance(regimes=circuits["regimes"], P=int(circuits["P"])))
+
+
+def classify_paper_a_file(circuits: dict, curves_path: Path | str, out: Path | str) -> None:
+    import pandas as pd
+
+    from grokpath.circuits.regimes import classify_paper_a
+
+    if not Path(curves_path).is_file():
+        raise FileNotFoundError(f"paper A curves not found: {curves_path}")
+    table = classify_paper_a(pd.read_parquet(curves_path), circuits["regimes"])
+    log.info("paper A regimes: %s", dict(zip(table["task"], table["label"])))
+    write_frame(table, out, metadata=provenance(regimes=circuits["regimes"]))
+
+
+def grid_runs(regimes, grid: dict):
+    """Rows of ``regimes`` that belong to one named grid (1-layer, its task, d_h and D)."""
+    return regimes[
+        (regimes["task"] == grid["task"]) & (regimes["n_layers"] == 1)
+        & regimes["d_h"].isin(grid["d_h"]) & regimes["n_train"].isin(grid["D"])
+    ]
+
+
+def write_figures(circuits: dict, regimes_path: Path | str, run_paths: list[Path | str], outs: list[Path | str]) -> None:
+    """Render every requested paper-B figure; ``outs`` are .png paths named figNN_<name>.png."""
+    import pandas as pd
+
+    from grokpath.figures import paper_b
+
+    regimes = pd.read_parquet(regimes_path)
+    curves = read_runs(run_paths)
+    grids = circuits["grids"]
+
+    def grid(name):
+        if name not in grids:
+            raise ValueError(f"paper B figures need circuits.grids.{name}")
+        return grid_runs(regimes, grids[name])
+
+    emergence = regimes[regimes["task"].isin(["mix", "mix_split"])]
+    builders = {
+        "phase_diagram": lambda: paper_b.phase_diagram(grid("grokking")),
+        "example_runs": lambda: paper_b.example_runs(curves, grid("grokking")),
+        "val_acc_vs_data": lambda: paper_b.val_acc_vs_data(grid("grokking")),
+        "capacity": lambda: paper_b.capacity(regimes[regimes["task"] == "memorize"]),
+        "double_descent": lambda: paper_b.double_descent(grid("double_descent"), "(a + b) mod P"),
+        "double_descent_square": lambda: paper_b.double_descent(grid("double_descent_square"), "(a + b)² mod P"),
+        "emergence": lambda: paper_b.emergence(emergence[emergence["task"] == "mix"]),
+        "param_norm": lambda: paper_b.param_norm(curves, grid("grokking")),
+        "split_ffn": lambda: paper_b.split_ffn(emergence),
+    }
+    for out in outs:
+        out = Path(out)
+        name = out.stem.split("_", 1)[1] if out.stem.startswith("fig") else out.stem
+        if name not in builders:
+            raise ValueError(f"unknown paper B figure '{out.name}'; known names: {sorted(builders)}")
+        fig = builders[name]()
+        save_png_pdf(fig, out)
+        log.info("wrote %s (+ .pdf)", out)
+
+
+def save_png_pdf(fig, png: Path) -> None:
+    try:
+        from grokpath.figures.common import save_figure
+    except ImportError:  # the shared writer is not there yet: a minimal atomic one
+        save_figure = None
+    if save_figure is not None:
+        save_figure(fig, png.with_suffix(""))
+        return
+    import matplotlib.pyplot as plt
+
+    from grokpath.io import atomic_path
+
+    for suffix in (".png", ".pdf"):
+        with atomic_path(png.with_suffix(suffix), suffix) as tmp:
+            fig.savefig(tmp, dpi=150, bbox_inches="tight", format=suffix[1:])
+    plt.close(fig)

@@ -1,0 +1,67 @@
+"""Domain data: where each (domain, split) JSONL lives, and reading it with validation.
+
+Works the same for every checkpoint source: the mini world writes
+``results/world/<domain>/<split>.jsonl`` (the schema defaults), real studies point
+``domains.<domain>.<split>`` at user files. Records follow docs/CONTRACTS.md:
+``sample_id`` (str, unique in the file) and ``text`` (str); test records may add
+``prompt`` and ``target``.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+SPLITS = ("train", "validation", "test")
+
+
+class DataError(ValueError):
+    """A data file or record breaks the contract; the message names file and line."""
+
+
+def split_path(domains: dict, domain: str, split: str) -> str:
+    """Path of a domain's split: ``domains.<domain>.<split>`` with ``{domain}`` filled in."""
+    if domain not in domains:
+        raise DataError(f"domain '{domain}' is not configured (domains: {sorted(domains)})")
+    if split not in SPLITS:
+        raise DataError(f"split '{split}' is not one of {SPLITS}")
+    template = domains[domain].get(split)
+    if not template:
+        raise DataError(f"domains.{domain}.{split}: no path given")
+    return template.format(domain=domain)
+
+
+def task_name(domains: dict, domain: str) -> str:
+    """lm-eval task of a domain: ``domains.<domain>.task`` with ``{domain}`` filled in."""
+    return domains[domain]["task"].format(domain=domain)
+
+
+def read_split(path: Path | str, require: tuple[str, ...] = ("sample_id", "text")) -> list[dict]:
+    """Records of a JSONL file; every record must carry ``require`` as strings, ids unique."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"data file '{path}' does not exist")
+    records, seen = [], {}
+    with open(path, encoding="utf-8") as fh:
+        for line_no, line in enumerate(fh, start=1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as err:
+                raise DataError(f"{path}:{line_no}: not valid JSON ({err.msg})") from None
+            if not isinstance(record, dict):
+                raise DataError(f"{path}:{line_no}: a record must be a JSON object")
+            for field in require:
+                if not isinstance(record.get(field), str):
+                    raise DataError(f"{path}:{line_no}: field '{field}' missing or not a string")
+            if not record["sample_id"]:
+                raise DataError(f"{path}:{line_no}: field 'sample_id' is empty")
+            if record["sample_id"] in seen:
+                raise DataError(
+                    f"{path}:{line_no}: duplicate sample_id '{record['sample_id']}' (first on line {seen[record['sample_id']]})"
+                )
+            seen[record["sample_id"]] = line_no
+            records.append(record)
+    if not records:
+        raise DataError(f"data file '{path}' holds no records")
+    return records

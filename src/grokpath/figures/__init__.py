@@ -1,0 +1,1 @@
+"""Figures: functions take DataFrames and return matplotlib figures; :mod:`.common` saves them."""

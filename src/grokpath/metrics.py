@@ -1,0 +1,303 @@
+"""Paper A per-sample metrics, file to file: read trace / eval Parquet, call the metric
+functions, write the metric tables. One function per CLI subcommand; paths come from the rule.
+"""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+from tqdm import tqdm
+
+from grokpath import consistency as consistency_lib
+from grokpath import matching, memorization, onset, pathways
+from grokpath.data import read_split
+from grokpath.io import provenance, read_metadata, write_frame
+
+log = logging.getLogger(__name__)
+
+_SHAPE_KEYS = (("L", "K"), ("n_layers", "n_experts"), ("num_hidden_layers", "num_experts"))
+
+
+# ---------------------------------------------------------------- reading
+def read_trace(path: Path | str, columns: list[str] | None = None) -> tuple[pd.DataFrame, np.ndarray | None]:
+    """A trace file as (frame without routing, routing (N, L, K) or None if not asked for).
+
+    L and K come from the file metadata (``L``, ``K``); a nested list<list> column
+    carries its own shape.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"trace file not found: {path}")
+    table = pq.read_table(path, columns=columns)
+    want_routing = "routing" in table.column_names
+    frame = table.drop(["routing"]).to_pandas() if want_routing else table.to_pandas()
+    for col in ("ckpt", "step", "sample_id"):
+        if columns is None or col in columns:
+            if col not in frame.columns:
+                raise ValueError(f"trace file {path} lacks column '{col}'")
+    if "sample_id" in frame.columns:
+        frame["sample_id"] = frame["sample_id"].astype(str)
+    if not want_routing:
+        return frame, None
+    routing_col = table.column("routing").combine_chunks()
+    if pa.types.is_list(routing_col.type.value_type) or pa.types.is_fixed_size_list(routing_col.type.value_type):
+        values = routing_col.flatten()
+        n_layers = len(values) // max(len(routing_col), 1)
+        flat = values.flatten().to_numpy(zero_copy_only=False)
+    else:
+        flat = routing_col.flatten().to_numpy(zero_copy_only=False)
+        meta = read_metadata(path)
+        shape = next(((int(meta[a]), int(meta[b])) for a, b in _SHAPE_KEYS if a in meta and b in meta), None)
+        if shape is None:
+            raise ValueError(f"trace file {path}: metadata lacks L and K, so the routing column cannot be shaped")
+        n_layers = shape[0]
+    n = len(routing_col)
+    if n == 0:
+        raise ValueError(f"trace file {path} has no samples")
+    routing = np.asarray(flat, dtype=np.float32).reshape(n, n_layers, -1)
+    return frame, routing
+
+
+def _read_traces(paths: list[Path], domain: str, columns: list[str] | None = None) -> list[tuple[pd.DataFrame, np.ndarray | None]]:
+    out = []
+    for path in paths:
+        frame, routing = read_trace(path, columns)
+        if "domain" in frame.columns and not (frame["domain"].astype(str) == domain).all():
+            raise ValueError(f"trace file {path} holds samples of another domain than '{domain}'")
+        out.append((frame, routing))
+    return out
+
+
+def _ckpt_steps(frames: list[pd.DataFrame]) -> dict[int, str]:
+    """step -> ckpt name, checked consistent across files."""
+    step_to_ckpt: dict[int, str] = {}
+    for frame in frames:
+        for step, ckpt in frame[["step", "ckpt"]].drop_duplicates().itertuples(index=False):
+            if step_to_ckpt.setdefault(int(step), str(ckpt)) != str(ckpt):
+                raise ValueError(f"step {step} is both checkpoint '{step_to_ckpt[int(step)]}' and '{ckpt}'")
+    return step_to_ckpt
+
+
+# ---------------------------------------------------------------- memorization
+def run_memorization(cfg: dict, domain: str, train_traces: list[Path], out: Path, ablation_out: Path) -> None:
+    section = cfg["memorization"]
+    epsilon = memorization.domain_epsilon(section, domain)
+    frames = [frame for frame, _ in _read_traces(train_traces, domain, ["sample_id", "ckpt", "step", "loss"])]
+    step_to_ckpt = _ckpt_steps(frames)
+    losses = pd.concat(frames, ignore_index=True)
+    log.info("memorization %s: %d samples × %d checkpoints", domain, losses["sample_id"].nunique(), len(step_to_ckpt))
+    frame, record = memorization.memorization_steps(
+        losses, epsilon, section["delta"], section["epsilon_step"], tuple(section["target_fraction"])
+    )
+    frame.insert(0, "domain", domain)
+    frame.insert(4, "t_star_ckpt", pd.array([step_to_ckpt.get(int(s)) if pd.notna(s) else None for s in frame["t_star_step"]], dtype="string"))
+    log.info("memorization %s: ε=%s (%s), %.1f%% memorized, in band: %s", domain, record["epsilon"], record["mode"], 100 * record["fraction"], record["in_band"])
+    write_frame(frame, out, metadata={"calibration": {domain: record}, **provenance()})
+
+    ablation = memorization.ablation_grid(
+        losses,
+        memorization.ablation_epsilons(section, record["epsilon"]),
+        section["ablation_deltas"],
+        record["epsilon"],
+        section["delta"],
+    )
+    ablation.insert(0, "domain", domain)
+    ablation.insert(4, "ckpt", ablation["step"].map(step_to_ckpt))
+    write_frame(ablation[["domain", "parameter", "epsilon", "delta", "ckpt", "step", "n_memorized", "fraction"]], ablation_out, metadata=provenance())
+
+
+# ---------------------------------------------------------------- pathways + distances
+def distance_groups(memorized: pd.DataFrame) -> dict[str, set[str]]:
+    """Sample ids per distance group: all, memorized, not_memorized, t*=<step> (memorization at T)."""
+    groups = {
+        "all": set(memorized["sample_id"]),
+        "memorized": set(memorized.loc[memorized["memorized"], "sample_id"]),
+        "not_memorized": set(memorized.loc[~memorized["memorized"], "sample_id"]),
+    }
+    for step, part in memorized.loc[memorized["memorized"]].groupby("t_star_step"):
+        groups[f"t*={int(step)}"] = set(part["sample_id"])
+    return groups
+
+
+def _distance_kwargs(section: dict, threads: int) -> dict:
+    return {"max_pairs": section["max_pairs"], "seed": section["seed"], "level": section["level"],
+            "block_rows": section["block_rows"], "workers": threads}
+
+
+def run_pathways(
+    cfg: dict, domain: str, traces: list[Path], memorization_path: Path, pathways_out: Path, distances_out: Path, threads: int = -1
+) -> None:
+    section = cfg["pathways"]
+    threshold, crossing = section["threshold"], section["include_crossing"]
+    distance_kwargs = _distance_kwargs(section, threads)
+    thresholds = sorted({threshold, *section["ablation_thresholds"]})
+    memorized = pd.read_parquet(memorization_path)
+    memorized = memorized.loc[memorized["domain"] == domain]
+    if memorized.empty:
+        raise ValueError(f"{memorization_path} has no samples of domain '{domain}'")
+    groups = distance_groups(memorized)
+
+    pathway_rows, distance_rows = [], []
+    for path in tqdm(traces, desc=f"pathways {domain}", unit="file"):
+        (frame, routing), = _read_traces([path], domain)
+        split = str(frame["split"].iloc[0]) if "split" in frame.columns else Path(path).stem.split("_")[-1]
+        ckpt, step = str(frame["ckpt"].iloc[0]), int(frame["step"].iloc[0])
+        strings = pathways.pathway_strings(routing, threshold, crossing)
+        pathway_rows.append(
+            pd.DataFrame(
+                {
+                    "ckpt": ckpt, "step": step, "domain": domain, "split": split,
+                    "sample_id": frame["sample_id"].to_numpy(),
+                    "pathway": strings,
+                    "n_experts_total": pathways.n_experts_total(routing, threshold, crossing).astype(np.int32),
+                    "entropy": pathways.routing_entropy(routing),
+                }
+            )
+        )
+        if split != section["distance_split"]:
+            continue
+        ids = frame["sample_id"].to_numpy()
+        unknown = set(ids) - groups["all"]
+        if unknown:
+            raise ValueError(f"{path}: sample '{sorted(unknown)[0]}' has no memorization row in {memorization_path}")
+        per_threshold = {t: (strings if t == threshold else pathways.pathway_strings(routing, t, crossing)) for t in thresholds}
+        per_layer = pathways.layer_strings(routing, threshold, crossing)
+        for group, members in groups.items():
+            mask = np.isin(ids, list(members))
+            if mask.sum() < 2:
+                continue
+            picked = np.flatnonzero(mask)
+            for t, all_strings in per_threshold.items():
+                mean, n_pairs, sampled = pathways.mean_pairwise_distance([all_strings[k] for k in picked], **distance_kwargs)
+                distance_rows.append((ckpt, step, domain, group, t, -1, mean, n_pairs, sampled))
+            for layer in range(routing.shape[1]):
+                mean, n_pairs, sampled = pathways.mean_pairwise_distance([per_layer[k][layer] for k in picked], **distance_kwargs)
+                distance_rows.append((ckpt, step, domain, group, threshold, layer, mean, n_pairs, sampled))
+        log.info("pathways %s %s: %d samples, %d distance rows so far", domain, ckpt, len(ids), len(distance_rows))
+
+    meta = {"pathways": section, **provenance()}
+    write_frame(pd.concat(pathway_rows, ignore_index=True), pathways_out, metadata=meta)
+    distances = pd.DataFrame(
+        distance_rows, columns=["ckpt", "step", "domain", "group", "threshold", "layer", "mean_distance", "n_pairs", "sampled"]
+    ).astype({"step": "int64", "threshold": "float64", "layer": "int64", "n_pairs": "int64", "sampled": "bool"})
+    write_frame(distances, distances_out, metadata=meta)
+
+
+def run_cross_distances(cfg: dict, pathway_files: list[Path], out: Path, threads: int = -1) -> None:
+    """Mean distance between the pathways of two domains, per checkpoint (fig. 12)."""
+    section = cfg["pathways"]
+    distance_kwargs = _distance_kwargs(section, threads)
+    table = pd.concat([pd.read_parquet(p, columns=["ckpt", "step", "domain", "split", "pathway"]) for p in pathway_files], ignore_index=True)
+    table = table.loc[table["split"] == section["distance_split"]]
+    domains = list(dict.fromkeys(table["domain"]))
+    rows = []
+    for (ckpt, step), at_ckpt in table.groupby(["ckpt", "step"], sort=True):
+        by_domain = {d: part["pathway"].tolist() for d, part in at_ckpt.groupby("domain")}
+        for i, a in enumerate(domains):
+            for b in domains[i + 1 :]:
+                if a in by_domain and b in by_domain:
+                    mean, n_pairs, sampled = pathways.cross_distance(by_domain[a], by_domain[b], **distance_kwargs)
+                    rows.append((ckpt, int(step), a, b, mean, n_pairs, sampled))
+    frame = pd.DataFrame(rows, columns=["ckpt", "step", "domain_a", "domain_b", "mean_distance", "n_pairs", "sampled"])
+    write_frame(frame.sort_values(["step", "domain_a", "domain_b"], ignore_index=True), out, metadata=provenance())
+
+
+# ---------------------------------------------------------------- consistency
+def run_consistency(cfg: dict, domain: str, traces: list[Path], router_weights: list[Path], out: Path) -> None:
+    """Router weights are paired with trace files by directory (traces/<ckpt>/router_weights.npy)."""
+    guard = cfg["consistency"]["guard_min_max_cosine"]
+    weights_by_dir = {Path(p).parent: Path(p) for p in router_weights}
+    missing = [str(t) for t in traces if Path(t).parent not in weights_by_dir]
+    if missing:
+        raise FileNotFoundError(f"no router_weights.npy given beside trace file {missing[0]}")
+    rows = []
+    for path in tqdm(traces, desc=f"consistency {domain}", unit="file"):
+        weights_path = weights_by_dir[Path(path).parent]
+        if not weights_path.is_file():
+            raise FileNotFoundError(f"router weights not found: {weights_path}")
+        router = np.load(weights_path)
+        (frame, routing), = _read_traces([path], domain)
+        if routing.shape[1:] != router.shape[:2]:
+            raise ValueError(f"{path}: routing has L, K = {routing.shape[1:]} but {weights_path} has {router.shape[:2]}")
+        scores = consistency_lib.routing_consistency(routing, router, guard)
+        split = str(frame["split"].iloc[0]) if "split" in frame.columns else Path(path).stem.split("_")[-1]
+        rows.append(
+            pd.DataFrame(
+                {
+                    "ckpt": frame["ckpt"].astype(str).to_numpy(), "step": frame["step"].astype("int64").to_numpy(),
+                    "domain": domain, "split": split, "sample_id": frame["sample_id"].to_numpy(), **scores,
+                }
+            )
+        )
+        log.info("consistency %s %s: %d samples, %d guarded", domain, split, len(frame), int(scores["guarded"].sum()))
+    write_frame(pd.concat(rows, ignore_index=True), out, metadata={"consistency": cfg["consistency"], **provenance()})
+
+
+# ---------------------------------------------------------------- onset + groups
+def run_onset(cfg: dict, domain: str, eval_samples: list[Path], out: Path) -> None:
+    section = cfg["onset"]
+    frames = []
+    for path in eval_samples:
+        if not Path(path).is_file():
+            raise FileNotFoundError(f"eval samples not found: {path}")
+        frame = pd.read_parquet(path, columns=["ckpt", "step", "domain", "sample_id", "correct"])
+        frames.append(frame.loc[frame["domain"] == domain])
+    samples = pd.concat(frames, ignore_index=True)
+    if samples.empty:
+        raise ValueError(f"no eval samples of domain '{domain}' in {[str(p) for p in eval_samples]}")
+    samples["sample_id"] = samples["sample_id"].astype(str)
+    step_to_ckpt = _ckpt_steps([samples])
+    frame = onset.onset_steps(samples, section["min_accuracy"], section["max_errors"], section["require_correct_at_onset"])
+    frame.insert(0, "domain", domain)
+    frame["t_hash_ckpt"] = pd.array([step_to_ckpt.get(int(s)) if pd.notna(s) else None for s in frame["t_hash_step"]], dtype="string")
+    log.info("onset %s: %d of %d test samples generalize", domain, int(frame["generalized"].sum()), len(frame))
+    write_frame(frame, out, metadata={"onset": section, **provenance()})
+
+
+def _read_texts(path: Path, field: str) -> pd.DataFrame:
+    records = read_split(path, require=("sample_id", field))
+    return pd.DataFrame({"sample_id": [r["sample_id"] for r in records], "text": [r[field] for r in records]})
+
+
+def run_groups(
+    cfg: dict, domain: str, memorization_path: Path, onset_path: Path, train_texts: Path, test_texts: Path, out: Path, threads: int | None = None
+) -> None:
+    section = cfg["matching"]
+    if threads:
+        import torch  # MiniLM runs on torch; keep it to the job's threads
+
+        torch.set_num_threads(threads)
+    memorized = pd.read_parquet(memorization_path)
+    memorized = memorized.loc[(memorized["domain"] == domain) & memorized["memorized"]]
+    generalized = pd.read_parquet(onset_path)
+    generalized = generalized.loc[(generalized["domain"] == domain) & generalized["generalized"]]
+    train = memorized.merge(_read_texts(train_texts, section["text_field"]), on="sample_id", how="left")
+    test = generalized.merge(_read_texts(test_texts, section["text_field"]), on="sample_id", how="left")
+    for name, part, path in (("train", train, train_texts), ("test", test, test_texts)):
+        if part["text"].isna().any():
+            raise ValueError(f"{name} sample '{part.loc[part['text'].isna(), 'sample_id'].iloc[0]}' has no text in {path}")
+    log.info("groups %s: %d memorized train samples, %d generalized test samples", domain, len(train), len(test))
+    frame = matching.matched_groups(train, test, section["backend"], section["batch_size"])
+    frame.insert(0, "domain", domain)
+    frame = frame.astype({"train_group_step": "int64", "test_group_step": "int64", "n_train": "int64", "n_test": "int64",
+                          "similarity": "float64", "delay_steps": "int64", "backend": "string"})
+    write_frame(frame, out, metadata={"matching": section, **provenance()})
+
+
+# ---------------------------------------------------------------- gather
+def gather(inputs: list[Path], out: Path) -> None:
+    """Concatenate per-domain tables into one (metadata of the inputs merged)."""
+    frames, meta = [], {}
+    for path in inputs:
+        frames.append(pd.read_parquet(path))
+        for key, value in read_metadata(path).items():
+            if isinstance(value, dict) and isinstance(meta.get(key), dict):
+                meta[key] = {**meta[key], **value}
+            else:
+                meta.setdefault(key, value)
+    frames = [f for f in frames if not f.empty] or frames[:1]
+    write_frame(pd.concat(frames, ignore_index=True), out, metadata=meta)

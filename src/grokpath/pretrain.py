@@ -1,0 +1,259 @@
+"""Mini pretraining: a small OLMoE trained from scratch on the mini world.
+
+nanoGPT-plain: one loop, AdamW with linear warmup then constant lr, weight
+decay, balanced domains (each step takes ``batch_size`` random training texts
+from every domain and averages the per-domain losses). The loss is plain
+language modelling over every token of each text (``loss_on: all``, as in the
+paper's pretraining data) or only over the answer tokens (``loss_on: answer``).
+
+Checkpoints go to ``<checkpoints>/stepNNNNNN/`` (model, tokenizer,
+provenance.json), each written atomically. A resumable training state (model,
+optimizer, RNG streams, loss log) is written to ``<state>/state.pt`` at every
+checkpoint, *before* the checkpoint directory; a restarted run loads it,
+re-saves the checkpoint of that step if it is missing, and continues, giving
+bit-identical weights to an uninterrupted run on the same machine and threads.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import time
+from pathlib import Path
+
+import pandas as pd
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+from transformers import OlmoeConfig, OlmoeForCausalLM, PreTrainedTokenizerFast
+
+from grokpath.checkpoints import local_name, mini_checkpoint_steps
+from grokpath.io import atomic_dir, atomic_path, config_hash, provenance, write_frame
+
+log = logging.getLogger(__name__)
+
+STATE_FILE = "state.pt"
+
+
+# ---------------------------------------------------------------- data
+def read_jsonl(path: Path | str) -> list[dict]:
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"mini world split not found: {path}")
+    with open(path) as fh:
+        return [json.loads(line) for line in fh if line.strip()]
+
+
+def encode(rows: list[dict], tokenizer: PreTrainedTokenizerFast, loss_on: str = "all") -> dict[str, torch.Tensor]:
+    """Right-padded ``input_ids``/``attention_mask`` and a ``loss_mask`` over predicted tokens.
+
+    ``loss_mask[i, t]`` says whether token t of sample i is a training target:
+    every real token after BOS (``all``), or only the answer tokens, i.e. the
+    target and the closing newline (``answer``; rows without a target count whole).
+    """
+    if loss_on not in ("all", "answer"):
+        raise ValueError(f"pretrain.loss_on must be 'all' or 'answer', got {loss_on!r}")
+    batch = tokenizer([r["text"] for r in rows], padding=True, return_tensors="pt")
+    lengths = batch["attention_mask"].sum(1)
+    positions = torch.arange(batch["input_ids"].shape[1])
+    first = torch.ones_like(lengths)  # position 0 is BOS, never predicted
+    if loss_on == "answer":
+        prompt_len = torch.tensor(
+            [len(tokenizer(r["prompt"])["input_ids"]) if "prompt" in r else 1 for r in rows]
+        )
+        first = prompt_len
+    loss_mask = (positions[None, :] >= first[:, None]) & (positions[None, :] < lengths[:, None])
+    return {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"], "loss_mask": loss_mask}
+
+
+def take(batch: dict[str, torch.Tensor], index: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Rows ``index`` of an encoded batch, trimmed to their longest sequence."""
+    part = {k: v[index] for k, v in batch.items()}
+    width = int(part["attention_mask"].sum(1).max())
+    return {k: v[:, :width] for k, v in part.items()}
+
+
+def sequence_losses(model, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, object]:
+    """Per-sample mean NLL over ``loss_mask`` tokens, the per-token argmax hits, and the model output."""
+    out = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
+    logits = out.logits[:, :-1]
+    labels = batch["input_ids"][:, 1:]
+    mask = batch["loss_mask"][:, 1:].float()
+    nll = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels.reshape(-1), reduction="none").view_as(mask)
+    per_sample = (nll * mask).sum(1) / mask.sum(1).clamp_min(1)
+    hits = (logits.argmax(-1) == labels) | (mask == 0)
+    return per_sample, hits.all(1), out
+
+
+@torch.no_grad()
+def evaluate_rows(model, tokenizer, rows: list[dict], loss_on: str, batch_size: int = 256) -> pd.DataFrame:
+    """Per-sample loss (mean NLL over ``loss_on`` tokens) and greedy exact match.
+
+    With ``loss_on='answer'`` the exact match is teacher-forced argmax over the
+    target and its newline, which equals greedy decoding of the prompt until
+    "\\n" (each greedy step sees the same prefix as long as it is right).
+    """
+    model.eval()
+    frames = []
+    for start in range(0, len(rows), batch_size):
+        chunk = rows[start : start + batch_size]
+        batch = encode(chunk, tokenizer, loss_on)
+        loss, correct, _ = sequence_losses(model, batch)
+        frames.append(pd.DataFrame({"sample_id": [r["sample_id"] for r in chunk], "loss": loss.numpy(), "correct": correct.numpy()}))
+    return pd.concat(frames, ignore_index=True)
+
+
+# ---------------------------------------------------------------- model
+def model_config(pretrain: dict, tokenizer: PreTrainedTokenizerFast) -> OlmoeConfig:
+    return OlmoeConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=pretrain["hidden_size"],
+        intermediate_size=pretrain["intermediate_size"],
+        num_hidden_layers=pretrain["num_layers"],
+        num_attention_heads=pretrain["num_heads"],
+        num_experts=pretrain["num_experts"],
+        num_experts_per_tok=pretrain["top_k"],
+        max_position_embeddings=pretrain["max_position_embeddings"],
+        router_aux_loss_coef=pretrain["router_aux_loss_coef"],
+        output_router_logits=pretrain["router_aux_loss_coef"] > 0,
+        norm_topk_prob=False,
+        tie_word_embeddings=False,
+        pad_token_id=tokenizer.pad_token_id,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+    )
+
+
+def learning_rate(step: int, pretrain: dict) -> float:
+    """Linear warmup over ``warmup_steps``, then constant (grokking needs a long flat phase)."""
+    warmup = pretrain["warmup_steps"]
+    return pretrain["lr"] * min(1.0, (step + 1) / warmup) if warmup > 0 else pretrain["lr"]
+
+
+def run_hash(cfg: dict) -> str:
+    return config_hash({k: cfg.get(k) for k in ("world", "pretrain", "domains")})
+
+
+def _save_checkpoint(model, tokenizer, out: Path, step: int, chash: str) -> None:
+    with atomic_dir(out) as tmp:
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        meta = provenance(step=step, source="mini", revision=None, revision_sha=None, config_hash=chash)
+        (tmp / "provenance.json").write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
+
+
+def _save_state(path: Path, **state) -> None:
+    with atomic_path(path, ".pt") as tmp:
+        torch.save(state, tmp)
+
+
+# ---------------------------------------------------------------- training
+def pretrain(
+    cfg: dict,
+    world_dir: Path | str,
+    tokenizer_dir: Path | str,
+    checkpoints_dir: Path | str,
+    loss_path: Path | str,
+    monitor_path: Path | str | None = None,
+    state_dir: Path | str | None = None,
+    stop_after_step: int | None = None,
+) -> None:
+    """Train, save every checkpoint of ``mini_checkpoint_steps``, write the loss log.
+
+    ``stop_after_step`` returns right after the checkpoint at that step is saved,
+    leaving the run exactly as a kill would (used to test resuming).
+    """
+    pre, domains = cfg["pretrain"], list(cfg["domains"])
+    world_dir, checkpoints_dir = Path(world_dir), Path(checkpoints_dir)
+    state_path = Path(state_dir or Path(loss_path).parent / "state") / STATE_FILE
+    ckpt_steps = mini_checkpoint_steps(pre)
+    if ckpt_steps[-1] > pre["steps"]:
+        raise ValueError(f"pretrain.checkpoint_steps: step {ckpt_steps[-1]} is beyond pretrain.steps={pre['steps']}")
+    chash = run_hash(cfg)
+    torch.set_num_threads(pre["threads"])
+
+    tokenizer = PreTrainedTokenizerFast.from_pretrained(str(tokenizer_dir))
+    train = {d: read_jsonl(world_dir / d / "train.jsonl") for d in domains}
+    data = {d: encode(rows, tokenizer, pre["loss_on"]) for d, rows in train.items()}
+    longest = max(int(b["attention_mask"].sum(1).max()) for b in data.values())
+    if longest > pre["max_position_embeddings"]:
+        raise ValueError(f"pretrain.max_position_embeddings={pre['max_position_embeddings']} < longest training text ({longest} tokens)")
+
+    torch.manual_seed(pre["seed"])
+    model = OlmoeForCausalLM(model_config(pre, tokenizer))
+    optimizer = torch.optim.AdamW(
+        model.parameters(), lr=pre["lr"], betas=(pre["beta1"], pre["beta2"]), weight_decay=pre["weight_decay"]
+    )
+    sampler = torch.Generator().manual_seed(pre["seed"])
+    loss_rows: list[dict] = []
+    monitor = None
+    if monitor_path is not None:
+        from grokpath.monitor import Monitor
+
+        monitor = Monitor(cfg, {d: train[d] for d in domains}, tokenizer)
+    start = 0
+
+    if state_path.is_file():
+        state = torch.load(state_path, weights_only=False)
+        if state["config_hash"] != chash:
+            raise ValueError(f"{state_path} belongs to another config (hash {state['config_hash']} != {chash}); delete it to restart")
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        torch.set_rng_state(state["torch_rng"])
+        sampler.set_state(state["sampler"])
+        loss_rows = state["loss_rows"]
+        if monitor is not None:
+            monitor.rows = state["monitor_rows"]
+        start = state["step"]
+        log.info("resuming from %s at step %d", state_path, start)
+        if start in ckpt_steps and not (checkpoints_dir / local_name(start)).is_dir():
+            _save_checkpoint(model, tokenizer, checkpoints_dir / local_name(start), start, chash)
+
+    n_params = sum(p.numel() for p in model.parameters())
+    log.info("OLMoE %d params, domains %s, steps %d, checkpoints %s", n_params, domains, pre["steps"], ckpt_steps)
+    model.train()
+    began = time.time()
+    for step in tqdm(range(start + 1, pre["steps"] + 1), desc="pretrain", initial=start, total=pre["steps"]):
+        lr = learning_rate(step - 1, pre)
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        optimizer.zero_grad(set_to_none=True)
+        row = {"step": step, "lr": lr}
+        total, aux_total = 0.0, 0.0
+        for d in domains:
+            n = len(data[d]["input_ids"])
+            index = torch.randperm(n, generator=sampler)[: pre["batch_size"]]
+            losses, _, out = sequence_losses(model, take(data[d], index))
+            loss = losses.mean()
+            aux = out.aux_loss if getattr(out, "aux_loss", None) is not None else torch.zeros(())
+            ((loss + pre["router_aux_loss_coef"] * aux) / len(domains)).backward()
+            row[f"loss_{d}"] = loss.item()
+            total += loss.item() / len(domains)
+            aux_total += aux.item() / len(domains)
+        if pre["grad_clip"] > 0:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), pre["grad_clip"])
+        optimizer.step()
+        row.update(loss=total, aux_loss=aux_total)
+        loss_rows.append(row)
+
+        if step in ckpt_steps:
+            model.eval()
+            if monitor is not None:
+                monitor.record(model, step)
+            model.train()
+            _save_state(
+                state_path, step=step, config_hash=chash, model=model.state_dict(), optimizer=optimizer.state_dict(),
+                torch_rng=torch.get_rng_state(), sampler=sampler.get_state(), loss_rows=loss_rows,
+                monitor_rows=monitor.rows if monitor is not None else [],
+            )
+            _save_checkpoint(model, tokenizer, checkpoints_dir / local_name(step), step, chash)
+            log.info("step %d: loss %.4f (%s), %.1fs", step, total,
+                     " ".join(f"{d}={row[f'loss_{d}']:.3f}" for d in domains), time.time() - began)
+            if stop_after_step is not None and step >= stop_after_step:
+                log.info("stopping after step %d as asked", step)
+                return
+
+    frame = pd.DataFrame(loss_rows)
+    write_frame(frame, loss_path, metadata={"config_hash": chash, "n_params": n_params, "domains": domains})
+    if monitor is not None:
+        write_frame(monitor.frame(), monitor_path, metadata={"config_hash": chash})
+    log.info("pretraining done: %d steps in %.1fs this run", pre["steps"] - start, time.time() - began)

@@ -1,0 +1,305 @@
+"""Routing traces: per-sample loss and token-mean routing weights, one forward pass per batch.
+
+:func:`trace_batch` is the shared primitive (pretrain's online monitor calls it too);
+:func:`run_traces` loads one checkpoint once and writes every (domain, split) file:
+``<out>/<domain>_<split>.parquet`` (schema below), optionally
+``<out>/<domain>_<split>.tokens.parquet`` (per-token top-k), and ``<out>/router_weights.npy``.
+
+Trace Parquet, one row per sample, sorted by sample_id:
+sample_id, domain, split (dictionary strings), ckpt (string), step (int64),
+revision_sha (string, nullable), n_tokens (int32: real tokens after truncation),
+loss (float32: mean next-token NLL over the n_tokens - 1 predictions),
+routing (fixed_size_list<float32>[L*K], layer-major token-mean routing weights).
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from grokpath import __version__
+from grokpath.checkpoints import (
+    checkpoint_step,
+    load_model,
+    load_tokenizer,
+    model_config_hash,
+    read_provenance,
+)
+from grokpath.data import SPLITS, DataError, read_split, split_path
+from grokpath.io import atomic_path, write_parquet
+from grokpath.routing import DEFAULT_GATE_MODULE, RouterCapture, find_gates, num_experts, router_weights, top_k_of
+
+log = logging.getLogger(__name__)
+
+NORMALIZATIONS = ("softmax", "topk")
+
+
+@dataclass
+class TraceBatch:
+    loss: torch.Tensor  # (B,) float32, mean token NLL over real tokens
+    routing: torch.Tensor  # (B, L, K) float32, token-mean routing weights over real tokens
+    token_expert_ids: torch.Tensor | None = None  # (B, T, L, top_k) int64, per-token top-k experts
+    token_weights: torch.Tensor | None = None  # (B, T, L, top_k) float32, their weights
+
+
+def routing_weights(logits: torch.Tensor, normalization: str, top_k: int) -> torch.Tensor:
+    """Per-token routing weights (..., K) from router logits, in float32.
+
+    softmax: the full softmax over all K experts. topk: the top-k softmax weights
+    renormalized to sum to 1, zero elsewhere.
+    """
+    probs = torch.softmax(logits.float(), dim=-1)
+    if normalization == "softmax":
+        return probs
+    if normalization == "topk":
+        values, indices = probs.topk(top_k, dim=-1)
+        return torch.zeros_like(probs).scatter(-1, indices, values / values.sum(-1, keepdim=True))
+    raise ValueError(f"traces.routing_normalization '{normalization}' is not one of {NORMALIZATIONS}")
+
+
+def sample_losses(logits: torch.Tensor, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    """Mean next-token NLL per sample over real positions (B,), float32.
+
+    Half-precision logits are upcast one sample at a time, so a 7B model's
+    (B, T, 50k) logits are never copied to float32 whole.
+    """
+    valid = (attention_mask[:, 1:] * attention_mask[:, :-1]).float()
+    if logits.dtype == torch.float32:
+        batch, length, vocab = logits.shape
+        nll = F.cross_entropy(logits[:, :-1].reshape(-1, vocab), input_ids[:, 1:].reshape(-1), reduction="none")
+        return (nll.view(batch, length - 1) * valid).sum(1) / valid.sum(1)
+    losses = []
+    for b in range(input_ids.shape[0]):
+        nll = F.cross_entropy(logits[b, :-1].float(), input_ids[b, 1:], reduction="none")
+        losses.append((nll * valid[b]).sum() / valid[b].sum())
+    return torch.stack(losses)
+
+
+@torch.no_grad()
+def trace_pass(
+    model,
+    input_ids: torch.Tensor,
+    attention_mask: torch.Tensor,
+    normalization: str = "softmax",
+    gate_module: str = DEFAULT_GATE_MODULE,
+    per_token: bool = False,
+) -> TraceBatch:
+    """One forward pass: per-sample loss, token-mean routing and (optionally) per-token top-k."""
+    if normalization not in NORMALIZATIONS:
+        raise ValueError(f"traces.routing_normalization '{normalization}' is not one of {NORMALIZATIONS}")
+    device = next(model.parameters()).device
+    input_ids, attention_mask = input_ids.to(device), attention_mask.to(device)
+    capture = RouterCapture(model, gate_module)
+    top_k = top_k_of(model, capture.gates[0])
+    with capture:
+        out = model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False)
+    batch, length = input_ids.shape
+    logits = capture.stacked()  # (L, B*T, K)
+    weights = routing_weights(logits.reshape(logits.shape[0], batch, length, -1), normalization, top_k)
+    mask = attention_mask.float()
+    routing = (weights * mask[None, :, :, None]).sum(2) / mask.sum(1)[None, :, None]  # (L, B, K)
+    result = TraceBatch(
+        loss=sample_losses(out.logits, input_ids, attention_mask).cpu(),
+        routing=routing.permute(1, 0, 2).contiguous().cpu(),
+    )
+    if per_token:
+        values, indices = weights.topk(top_k, dim=-1)  # (L, B, T, k)
+        result.token_expert_ids = indices.permute(1, 2, 0, 3).cpu()
+        result.token_weights = values.permute(1, 2, 0, 3).cpu()
+    return result
+
+
+def trace_batch(model, input_ids, attention_mask, normalization="softmax"):
+    """(loss (B,), routing (B, L, K)): mean token NLL and token-mean routing weights over
+    real tokens (attention_mask 1), from ONE forward pass; float32 CPU tensors."""
+    result = trace_pass(model, input_ids, attention_mask, normalization)
+    return result.loss, result.routing
+
+
+# ---------------------------------------------------------------- one checkpoint, all files
+def _dictionary(values: list[str]) -> pa.DictionaryArray:
+    return pa.array(values, pa.string()).dictionary_encode()
+
+
+def trace_schema(n_routing: int) -> pa.Schema:
+    return pa.schema(
+        [
+            ("sample_id", pa.dictionary(pa.int32(), pa.string())),
+            ("domain", pa.dictionary(pa.int32(), pa.string())),
+            ("split", pa.dictionary(pa.int32(), pa.string())),
+            ("ckpt", pa.string()),
+            ("step", pa.int64()),
+            ("revision_sha", pa.string()),
+            ("n_tokens", pa.int32()),
+            ("loss", pa.float32()),
+            ("routing", pa.list_(pa.float32(), n_routing)),
+        ]
+    )
+
+
+def tokenize_split(tokenizer, records: list[dict], max_length: int, where: str) -> tuple[list[list[int]], int]:
+    """Token ids per record, truncated to ``max_length``; also the number truncated."""
+    encoded = tokenizer([r["text"] for r in records], add_special_tokens=True)["input_ids"]
+    n_truncated = sum(len(ids) > max_length for ids in encoded)
+    encoded = [list(ids[:max_length]) for ids in encoded]
+    for record, ids in zip(records, encoded):
+        if len(ids) < 2:
+            raise DataError(f"{where}: sample '{record['sample_id']}' has {len(ids)} token(s); a loss needs at least 2")
+    return encoded, n_truncated
+
+
+def trace_split(
+    model, token_ids: list[list[int]], pad_id: int, traces: dict, desc: str
+) -> tuple[np.ndarray, np.ndarray, list[TraceBatch], list[int]]:
+    """Loss (N,) and routing (N, L, K) in input order, streaming length-sorted batches.
+
+    Also returns the batches and their sample order (for per-token output).
+    """
+    order = sorted(range(len(token_ids)), key=lambda i: len(token_ids[i]))  # less padding per batch
+    batch_size = int(traces["batch_size"])
+    losses, routings, batches = {}, {}, []
+    for start in tqdm(range(0, len(order), batch_size), desc=desc, unit="batch", leave=False):
+        index = order[start : start + batch_size]
+        width = max(len(token_ids[i]) for i in index)
+        input_ids = torch.full((len(index), width), pad_id, dtype=torch.long)
+        attention_mask = torch.zeros((len(index), width), dtype=torch.long)
+        for row, i in enumerate(index):  # right padding
+            input_ids[row, : len(token_ids[i])] = torch.tensor(token_ids[i])
+            attention_mask[row, : len(token_ids[i])] = 1
+        result = trace_pass(
+            model, input_ids, attention_mask, traces["routing_normalization"], traces["gate_module"], traces["per_token"]
+        )
+        for row, i in enumerate(index):
+            losses[i], routings[i] = result.loss[row].item(), result.routing[row].numpy()
+        if traces["per_token"]:
+            batches.append(result)
+    n = len(token_ids)
+    return (
+        np.array([losses[i] for i in range(n)], dtype=np.float32),
+        np.stack([routings[i] for i in range(n)]).astype(np.float32),
+        batches,
+        order,
+    )
+
+
+def per_token_table(
+    sample_ids: list[str], token_ids: list[list[int]], batches: list[TraceBatch], order: list[int], batch_size: int
+) -> pa.Table:
+    """One row per (sample, position, layer): expert_ids uint8[k], weights float16[k]; sorted by sample_id."""
+    rows_of = {}
+    for b, result in enumerate(batches):
+        for row, i in enumerate(order[b * batch_size : (b + 1) * batch_size]):
+            n = len(token_ids[i])
+            rows_of[i] = (result.token_expert_ids[row, :n].numpy(), result.token_weights[row, :n].numpy())
+    ids, positions, layers, experts, weights = [], [], [], [], []
+    for i in sorted(range(len(sample_ids)), key=lambda i: sample_ids[i]):
+        expert_ids, expert_weights = rows_of[i]  # (T, L, k)
+        n_tok, n_layers, k = expert_ids.shape
+        ids += [sample_ids[i]] * (n_tok * n_layers)
+        positions.append(np.repeat(np.arange(n_tok, dtype=np.int32), n_layers))
+        layers.append(np.tile(np.arange(n_layers, dtype=np.int16), n_tok))
+        experts.append(expert_ids.reshape(-1, k))
+        weights.append(expert_weights.reshape(-1, k))
+    experts_flat, weights_flat = np.concatenate(experts), np.concatenate(weights)
+    if experts_flat.max() > np.iinfo(np.uint8).max:
+        raise ValueError("per-token expert ids exceed uint8: more than 256 experts")
+    k = experts_flat.shape[1]
+    return pa.table(
+        {
+            "sample_id": _dictionary(ids),
+            "position": pa.array(np.concatenate(positions)),
+            "layer": pa.array(np.concatenate(layers)),
+            "expert_ids": pa.FixedSizeListArray.from_arrays(pa.array(experts_flat.astype(np.uint8).ravel()), k),
+            "weights": pa.FixedSizeListArray.from_arrays(pa.array(weights_flat.astype(np.float16).ravel()), k),
+        }
+    )
+
+
+def run_traces(cfg: dict, checkpoint_dir: Path | str, ckpt: str, out_dir: Path | str) -> list[Path]:
+    """Trace every (domain, split) of ``cfg['domains']`` through checkpoint ``ckpt``, loading it once.
+
+    ``cfg`` holds the validated ``checkpoints``, ``domains`` and ``traces`` sections.
+    Data and tokenization are checked before the (possibly 14 GB) model load.
+    """
+    checkpoints, domains, traces = cfg["checkpoints"], cfg["domains"], cfg["traces"]
+    if traces["routing_normalization"] not in NORMALIZATIONS:
+        raise ValueError(f"traces.routing_normalization '{traces['routing_normalization']}' is not one of {NORMALIZATIONS}")
+    checkpoint_dir, out_dir = Path(checkpoint_dir), Path(out_dir)
+    trust = bool(checkpoints["trust_remote_code"])
+    step = checkpoint_step(checkpoints, ckpt)
+    revision_sha = read_provenance(checkpoint_dir).get("revision_sha")
+    if not domains:
+        raise DataError("domains is empty: configure at least one domain to trace")
+    paths = {(d, s): split_path(domains, d, s) for d in domains for s in SPLITS}
+    records_of = {key: read_split(path) for key, path in paths.items()}  # all data checked first
+
+    tokenizer = load_tokenizer(checkpoints.get("tokenizer") or checkpoint_dir, trust_remote_code=trust)
+    pad_id = next(t for t in (tokenizer.pad_token_id, tokenizer.eos_token_id, 0) if t is not None)
+    max_length = int(traces["max_length"])
+    inputs = {}
+    for (domain, split), records in records_of.items():
+        path = paths[domain, split]
+        token_ids, n_truncated = tokenize_split(tokenizer, records, max_length, path)
+        inputs[domain, split] = (records, token_ids, n_truncated)
+        if n_truncated:
+            log.info("%s: %d of %d samples truncated to %d tokens", path, n_truncated, len(records), max_length)
+
+    log.info("loading %s (%s, %s on %s)", ckpt, checkpoint_dir, traces["dtype"], traces["device"])
+    model = load_model(checkpoint_dir, traces["dtype"], traces["device"], trust_remote_code=trust)
+    gates = find_gates(model, traces["gate_module"])
+    n_layers, n_experts, top_k = len(gates), num_experts(gates[0]), top_k_of(model, gates[0])
+    base_metadata = {
+        "L": n_layers,
+        "K": n_experts,
+        "top_k": top_k,
+        "routing_normalization": traces["routing_normalization"],
+        "model_config_hash": model_config_hash(checkpoint_dir),
+        "grokpath_version": __version__,
+        "ckpt": ckpt,
+        "step": step,
+        "max_length": max_length,
+        "dtype": traces["dtype"],
+        "gate_module": traces["gate_module"],
+    }
+
+    written = []
+    for (domain, split), (records, token_ids, n_truncated) in inputs.items():
+        loss, routing, batches, order = trace_split(model, token_ids, pad_id, traces, f"{ckpt} {domain}/{split}")
+        sample_ids = [r["sample_id"] for r in records]
+        rows = sorted(range(len(records)), key=lambda i: sample_ids[i])
+        n = len(rows)
+        table = pa.Table.from_arrays(
+            [
+                _dictionary([sample_ids[i] for i in rows]),
+                _dictionary([domain] * n),
+                _dictionary([split] * n),
+                pa.array([ckpt] * n, pa.string()),
+                pa.array(np.full(n, step, dtype=np.int64)),
+                pa.array([revision_sha] * n, pa.string()),
+                pa.array(np.array([len(token_ids[i]) for i in rows], dtype=np.int32)),
+                pa.array(loss[rows]),
+                pa.FixedSizeListArray.from_arrays(pa.array(routing[rows].reshape(-1)), n_layers * n_experts),
+            ],
+            schema=trace_schema(n_layers * n_experts),
+        )
+        path = out_dir / f"{domain}_{split}.parquet"
+        write_parquet(table, path, {**base_metadata, "domain": domain, "split": split, "n_truncated": n_truncated})
+        written.append(path)
+        if traces["per_token"]:
+            tokens_path = out_dir / f"{domain}_{split}.tokens.parquet"
+            tokens = per_token_table(sample_ids, token_ids, batches, order, int(traces["batch_size"]))
+            write_parquet(tokens, tokens_path, {**base_metadata, "domain": domain, "split": split})
+            written.append(tokens_path)
+        log.info("%s %s/%s: %d samples, mean loss %.4f -> %s", ckpt, domain, split, n, float(loss.mean()), path)
+
+    weights_path = out_dir / "router_weights.npy"
+    with atomic_path(weights_path, ".npy") as tmp:
+        np.save(tmp, router_weights(model, traces["gate_module"]))
+    written.append(weights_path)
+    return written
