@@ -1,8 +1,5 @@
 """Paper B training: batched / vmap trajectories equal single-model runs; the CLI writes a cell."""
 import json
-import subprocess
-import sys
-
 import numpy as np
 import pandas as pd
 import pytest
@@ -11,6 +8,7 @@ import torch
 from grokpath.circuits.model import ModelSpec, ffn_mask, forward_many, forward_one, init_params, stack_params
 from grokpath.circuits.tasks import make_task, vocab_size
 from grokpath.circuits.train import choose_batching, log_steps, train_models
+from grokpath.cli import main
 from grokpath.config import load
 
 P = 11
@@ -84,11 +82,11 @@ def test_cli_trains_a_cell(tmp_path):
     circuits.update(P=P, n_seeds=2)
     circuits["train"].update(steps=15, n_log_points=4)
     out = tmp_path / "runs" / "add" / "dh8_D40.parquet"
-    cmd = [sys.executable, "-m", "grokpath.cli", "circuits-train", "--cfg", json.dumps({"circuits": circuits}),
-           "--task", "add", "--d-h", "8", "--D", "40", "--out", str(out), "--log", str(tmp_path / "x.log")]
-    subprocess.run(cmd, check=True, capture_output=True)
+    args = ["circuits-train", "--cfg", json.dumps({"circuits": circuits}), "--log", str(tmp_path / "x.log")]
+    assert main([*args, "--task", "add", "--d-h", "8", "--D", "40", "--out", str(out)]) == 0
     frame = pd.read_parquet(out)
     assert set(frame["seed"]) == {0, 1} and (frame["n_train"] == 40).all() and (frame["task"] == "add").all()
     assert frame.groupby("seed")["step"].max().tolist() == [15, 15]
-    bad = subprocess.run(cmd[:-6] + ["--task", "add", "--d-h", "8", "--D", "999", "--out", str(out)], capture_output=True, text=True)
-    assert bad.returncode == 2 and "n_train=999" in bad.stderr
+    assert main([*args, "--task", "add", "--d-h", "8", "--D", "999", "--out", str(tmp_path / "bad.parquet")]) == 2
+    assert "n_train=999" in (tmp_path / "x.log").read_text()
+    assert not (tmp_path / "bad.parquet").exists()

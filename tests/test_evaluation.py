@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from grokpath.config import validate
-from grokpath.evaluation import DEFAULT_TASKS_DIR, domain_tasks, run_evaluation
+from grokpath.evaluation import DEFAULT_TASKS_DIR, domain_tasks, run_evaluation, task_yaml_files
 
 DIGITS = [str(i) for i in range(10)]
 VOCAB = ["<pad>", "<bos>", "<eos>", "<unk>", "+", "="] + DIGITS
@@ -40,6 +40,7 @@ def make_model():
         vocab_size=len(VOCAB), hidden_size=32, intermediate_size=64, num_hidden_layers=1,
         num_attention_heads=2, num_key_value_heads=2, num_experts=4, num_experts_per_tok=2,
         max_position_embeddings=64, pad_token_id=0, bos_token_id=1, eos_token_id=2,
+        output_router_logits=True,  # as the mini pretraining saves it (aux loss on)
     )
     return OlmoeForCausalLM(config)
 
@@ -93,9 +94,14 @@ def test_domain_tasks_default_and_override():
         domain_tasks({"a": {"task": "x"}, "b": {"task": "x"}})
 
 
-def test_shipped_task_yamls_cover_the_four_domains():
-    for domain in ("math", "code", "commonsense", "domain"):
-        assert (DEFAULT_TASKS_DIR / f"grokpath_{domain}.yaml").is_file()
+def test_shipped_task_yamls_index_in_lm_eval():
+    from lm_eval.tasks import TaskManager
+
+    names = {f"grokpath_{d}" for d in ("math", "code", "commonsense", "domain")}
+    indexed = set(TaskManager(include_path=str(DEFAULT_TASKS_DIR), include_defaults=False).all_tasks)
+    assert names | {"grokpath"} <= indexed
+    files = task_yaml_files(DEFAULT_TASKS_DIR / "grokpath_math.yaml")
+    assert [f.name for f in files] == ["grokpath_math.yaml", "_grokpath_template_yaml"]
 
 
 def test_run_evaluation_one_local_task(checkpoint, tmp_path):
@@ -169,3 +175,26 @@ def test_lora_data_without_response_is_named(tmp_path):
     bad.write_text(json.dumps({"instruction": "1 + 2 ="}) + "\n")
     with pytest.raises(ValueError, match=r"bad.jsonl:1"):
         read_pairs(bad)
+
+
+def test_samples_frame_expands_groups_and_scores_multiple_choice():
+    from grokpath.evaluation import samples_frame
+
+    def mc(doc_id, lls, gold):
+        acc = float(max(range(len(lls)), key=lls.__getitem__) == gold)
+        return {"doc_id": doc_id, "doc": {"q": "?"}, "target": gold, "filter": "none", "metrics": ["acc", "acc_norm"],
+                "filtered_resps": [(ll, False) for ll in lls], "acc": acc, "acc_norm": acc}
+
+    results = {
+        "group_subtasks": {"chem": ["chem_a", "chem_b"]},
+        "configs": {"chem_a": {"output_type": "multiple_choice"}, "chem_b": {"output_type": "multiple_choice"}},
+        "samples": {"chem_a": [mc(1, [-3.0, -1.0], 1), mc(0, [-1.0, -2.0], 1)], "chem_b": [mc(0, [-2.0, -0.5, -4.0], 2)]},
+    }
+    frame, keys = samples_frame(results, {"chem": "domain"}, {}, "step5000-tokens20B", 5000)
+    assert keys == {"chem_a": "acc,none", "chem_b": "acc,none"}
+    assert frame["sample_id"].tolist() == ["chem_a:0", "chem_a:1", "chem_b:0"]
+    assert frame["response"].tolist() == ["0", "1", "1"]  # argmax option
+    assert frame["target"].tolist() == ["1", "1", "2"]
+    assert frame["correct"].tolist() == [False, True, False]
+    with pytest.raises(ValueError, match="evaluation.scoring.chem.metric 'pass@1'"):
+        samples_frame(results, {"chem": "domain"}, {"chem": {"metric": "pass@1"}}, "s", 1)

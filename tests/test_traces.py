@@ -67,7 +67,7 @@ def study(tmp_path_factory):
         domains[name] = {}
         for s, split in enumerate(["train", "validation", "test"]):
             write_split(root / "data" / name / f"{split}.jsonl", n=7 + s, seed=10 * d + s, prefix=name)
-        domains[name] = {split: str(root / "data" / "{domain}" / f"{split}.jsonl") for split in ["train", "validation", "test"]}
+        domains[name] = {split: str(root / "data" / name / f"{split}.jsonl") for split in ["train", "validation", "test"]}
     cfg = validate({"domains": domains, "traces": {"batch_size": 3, "max_length": 12}}, load_schema())
     return root, model, tokenizer, cfg
 
@@ -220,4 +220,21 @@ def test_cli_bfloat16_run_and_clear_error(study, tmp_path):
 
     missing = ["--checkpoint", str(tmp_path / "gone"), "--ckpt", "step000100", "--log", str(tmp_path / "err.log")]
     assert main(["traces", "--cfg", json.dumps(cfg), "--out", str(tmp_path / "x"), *missing]) == 2
-    assert f"tokenizer directory '{tmp_path / 'gone'}' does not exist" in (tmp_path / "err.log").read_text()
+    assert f"checkpoint directory '{tmp_path / 'gone'}' does not exist" in (tmp_path / "err.log").read_text()
+
+
+def test_revision_sha_and_step_come_from_provenance(study, tmp_path):
+    import shutil
+
+    root, _, _, cfg = study
+    ckpt = tmp_path / "main"
+    shutil.copytree(root / "ckpt", ckpt)
+    (ckpt / "provenance.json").write_text(json.dumps({"revision_sha": "cd" * 20, "source": "hf"}))
+    one = {**cfg, "domains": {"beta": cfg["domains"]["beta"]}}
+    one["checkpoints"] = {**cfg["checkpoints"], "steps": {"main": 1220000}}
+    run_traces(one, ckpt, "main", tmp_path / "out")
+    frame = pq.read_table(tmp_path / "out" / "beta_train.parquet").to_pandas()
+    assert set(frame.revision_sha) == {"cd" * 20} and set(frame.step) == {1220000} and set(frame.ckpt) == {"main"}
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == sorted(
+        [f"beta_{s}.parquet" for s in ("train", "validation", "test")] + ["router_weights.npy"]
+    )

@@ -18,6 +18,7 @@ import re
 import shutil
 from pathlib import Path
 
+import httpx2  # huggingface_hub's HTTP client
 import numpy as np
 from huggingface_hub import HfApi, snapshot_download
 from huggingface_hub.errors import RepositoryNotFoundError, RevisionNotFoundError
@@ -176,6 +177,11 @@ def fetch_hf_checkpoint(checkpoints: dict, ckpt: str, out_dir: Path | str) -> Pa
         raise CheckpointError(f"revision '{ckpt}' not found in hub repo '{repo_id}' (checkpoints.hf.revisions)") from None
     except RepositoryNotFoundError:
         raise CheckpointError(f"hub repo '{repo_id}' not found or not accessible (checkpoints.hf.repo_id)") from None
+    except (OSError, httpx2.HTTPError) as err:  # offline, network or server trouble
+        raise CheckpointError(
+            f"could not fetch {repo_id}@{ckpt}: {type(err).__name__}: {err}; "
+            f"the partial download in {partial} is kept and a rerun resumes it"
+        ) from None
     shutil.rmtree(partial / ".cache", ignore_errors=True)  # hub download bookkeeping
     verify_checkpoint_dir(partial, label=f"{repo_id}@{ckpt}")
     write_json(

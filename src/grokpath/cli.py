@@ -52,7 +52,13 @@ def _register_world(sub) -> None:
     p.add_argument("--checkpoints", required=True, type=Path, help="results/checkpoints")
     p.add_argument("--loss", required=True, type=Path, help="results/pretrain/loss.parquet")
     p.add_argument("--monitor", type=Path, default=None, help="results/pretrain/monitor.parquet")
+    p.add_argument("--state", type=Path, default=None, help="resumable state (results/pretrain/state; default: beside --loss)")
     p.set_defaults(func=_cmd_pretrain)
+
+    p = _add(sub, "monitor-figure", "fig 0: the online monitor's pathway metrics over pretraining")
+    p.add_argument("--monitor", required=True, type=Path, help="results/pretrain/monitor.parquet")
+    p.add_argument("--out", required=True, type=Path, help="figures/paper_a/fig00_monitor.png (PDF beside it)")
+    p.set_defaults(func=_cmd_monitor_figure)
 
 
 def _cmd_world(args, cfg) -> None:
@@ -71,7 +77,17 @@ def _cmd_pretrain(args, cfg) -> None:
         checkpoints_dir=args.checkpoints,
         loss_path=args.loss,
         monitor_path=args.monitor,
+        state_dir=args.state,
     )
+
+
+def _cmd_monitor_figure(args, cfg) -> None:
+    import pandas as pd
+
+    from grokpath.figures.common import save_figure
+    from grokpath.figures.monitor import monitor_figure
+
+    save_figure(monitor_figure(pd.read_parquet(args.monitor)), args.out)
 
 
 # ---------------------------------------------------------------- checkpoints + traces + evaluation
@@ -377,7 +393,7 @@ def _cmd_circuits_paper_a(args, cfg) -> None:
 def _cmd_circuits_figures(args, cfg) -> None:
     from grokpath.circuits.sweep import write_figures
 
-    write_figures(cfg["circuits"], args.regimes, args.runs, args.out)
+    write_figures(cfg["circuits"], args.regimes, args.runs, args.out, style=cfg.get("figures"))
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -137,7 +137,7 @@ def bootstrap_series(
 
     # the routing metrics share one resample of the group's training samples
     cons = consistency[consistency["split"] == "train"]
-    paths = pathways[pathways["split"] == "train"]
+    paths = pathways[pathways["split"] == cfg.get("pathways", {}).get("distance_split", "train")]
     group = group_sample_ids(memorization, domain, analysis["sample_group"])
     ids = sorted(set(cons["sample_id"].astype(str)) | set(paths["sample_id"].astype(str)))
     if group is not None:
@@ -222,10 +222,10 @@ def _fmt(value: float, digits: int = 3) -> str:
     return "n/a" if not np.isfinite(value) else f"{value:.{digits}f}"
 
 
-def correlations_markdown(table: pd.DataFrame) -> str:
+def correlations_markdown(table: pd.DataFrame, ci: float = 0.95) -> str:
     """Table 1 layout: metrics as rows, domains as columns, cells ``r [lo, hi] / ρ [lo, hi]``."""
     domains = list(dict.fromkeys(table["domain"]))
-    level = "95%"
+    level = f"{100 * ci:g}%"
     lines = [
         f"Pearson r / Spearman ρ between test accuracy and each metric, bootstrap {level} CIs in brackets.",
         "",
@@ -275,5 +275,5 @@ def write_correlations(
         read_table(pathways_path, ["ckpt", "domain", "split", "sample_id", "pathway", "entropy"]),
     )
     write_text(table.to_csv(index=False), out_csv)
-    write_text(correlations_markdown(table), out_md)
+    write_text(correlations_markdown(table, float(cfg["analysis"]["bootstrap"]["ci"])), out_md)
     return table

@@ -1,8 +1,8 @@
 """Domain data: where each (domain, split) JSONL lives, and reading it with validation.
 
 Works the same for every checkpoint source: the mini world writes
-``results/world/<domain>/<split>.jsonl`` (the schema defaults), real studies point
-``domains.<domain>.<split>`` at user files. Records follow docs/CONTRACTS.md:
+``results/world/<domain>/<split>.jsonl`` (used when ``domains.<domain>.<split>`` is
+null, the default), real studies point ``domains.<domain>.<split>`` at user files. Records follow docs/CONTRACTS.md:
 ``sample_id`` (str, unique in the file) and ``text`` (str); test records may add
 ``prompt`` and ``target``.
 """
@@ -12,6 +12,11 @@ import json
 from pathlib import Path
 
 SPLITS = ("train", "validation", "test")
+# Defaults for domains whose paths / task are null (the schema default): the mini world's
+# outputs. Not schema defaults, because Snakemake would read "{domain}" in a rule's
+# --cfg params as a wildcard.
+MINI_WORLD_SPLIT = "results/world/{domain}/{split}.jsonl"
+MINI_WORLD_TASK = "grokpath_{domain}"
 
 
 class DataError(ValueError):
@@ -19,20 +24,17 @@ class DataError(ValueError):
 
 
 def split_path(domains: dict, domain: str, split: str) -> str:
-    """Path of a domain's split: ``domains.<domain>.<split>`` with ``{domain}`` filled in."""
+    """Path of a domain's split: ``domains.<domain>.<split>``, or the mini world's file when null."""
     if domain not in domains:
         raise DataError(f"domain '{domain}' is not configured (domains: {sorted(domains)})")
     if split not in SPLITS:
         raise DataError(f"split '{split}' is not one of {SPLITS}")
-    template = domains[domain].get(split)
-    if not template:
-        raise DataError(f"domains.{domain}.{split}: no path given")
-    return template.format(domain=domain)
+    return (domains[domain] or {}).get(split) or MINI_WORLD_SPLIT.format(domain=domain, split=split)
 
 
 def task_name(domains: dict, domain: str) -> str:
-    """lm-eval task of a domain: ``domains.<domain>.task`` with ``{domain}`` filled in."""
-    return domains[domain]["task"].format(domain=domain)
+    """lm-eval task of a domain: ``domains.<domain>.task``, or the mini world's local task when null."""
+    return (domains[domain] or {}).get("task") or MINI_WORLD_TASK.format(domain=domain)
 
 
 def read_split(path: Path | str, require: tuple[str, ...] = ("sample_id", "text")) -> list[dict]:

@@ -55,6 +55,17 @@ def local_task_yaml(tasks_dir: Path | str, task: str) -> Path | None:
     return path if path.is_file() else None
 
 
+def task_yaml_files(task_yaml: Path | str) -> list[Path]:
+    """A task YAML and the files it includes (for a rule's inputs)."""
+    task_yaml = Path(task_yaml)
+    with open(task_yaml) as fh:
+        includes = (yaml.safe_load(fh) or {}).get("include")
+    files = [task_yaml]
+    for name in [includes] if isinstance(includes, str) else includes or []:
+        files += task_yaml_files(task_yaml.parent / name)
+    return files
+
+
 def _resolved_task_config(task_yaml: Path) -> dict:
     """A task YAML with its ``include`` chain merged in (included keys first, as lm-eval does)."""
     with open(task_yaml) as fh:
@@ -117,13 +128,27 @@ def check_test_files(local_tasks: dict[str, Path], test_files: dict[str, Path]) 
             raise ValueError(f"test data file {path} (task '{task}', YAML {task_yaml}): records lack field(s) {missing}")
 
 
-def model_args(evaluation: dict, model_dir: Path | str) -> str:
+def model_args(evaluation: dict, checkpoints: dict, model_dir: Path | str) -> str:
     """lm-eval's ``model_args`` string for the hf model."""
-    return (
+    args = (
         f"pretrained={Path(model_dir).resolve()},"
-        f"trust_remote_code={evaluation['trust_remote_code']},"
-        f"dtype={evaluation['dtype']}"
+        f"trust_remote_code={bool(checkpoints.get('trust_remote_code', False))},"
+        f"dtype={evaluation['dtype']},"
+        # MoE router aux loss is for training; transformers computes it in every forward when
+        # on, and it breaks on cached generation (router logits of 1 token vs the full mask)
+        "output_router_logits=False"
     )
+    if checkpoints.get("tokenizer"):
+        args += f",tokenizer={Path(checkpoints['tokenizer']).resolve()}"
+    return args
+
+
+def resolve_device(device: str) -> str:
+    if device != "auto":
+        return device
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
 
 
 def checkpoint_step(checkpoint_dir: Path | str, ckpt: str) -> int:
@@ -168,47 +193,56 @@ def _response_text(sample: dict, output_type: str) -> str:
     return response if isinstance(response, str) else json.dumps(response, default=str)
 
 
+def leaf_tasks(task: str, group_subtasks: dict[str, list[str]]) -> list[str]:
+    """The tasks lm-eval logs samples for: a group (e.g. ``minerva_math``) expands to its subtasks."""
+    subtasks = group_subtasks.get(task) or []
+    return [leaf for sub in subtasks for leaf in leaf_tasks(sub, group_subtasks)] if subtasks else [task]
+
+
 def samples_frame(
-    samples: dict[str, list[dict]],
+    results: dict[str, Any],
     task_domains: dict[str, str],
-    output_types: dict[str, str],
     scoring: dict[str, dict],
     ckpt: str,
     step: int,
 ) -> tuple[pd.DataFrame, dict[str, str]]:
-    """One row per (domain, test sample) from lm-eval's logged samples.
+    """One row per (domain, test sample) from lm-eval's logged samples (``results["samples"]``).
 
     ``correct`` is full credit (value >= 1) on the task's scoring metric under its
     scoring filter: ``evaluation.scoring.<task>`` or the first metric and filter lm-eval logged.
-    Returns the frame and task -> "metric,filter" (lm-eval's results key).
+    Returns the frame and leaf task -> "metric,filter" (lm-eval's results key).
     """
     rows, keys = [], {}
     for task, domain in task_domains.items():
-        logged = samples.get(task)
-        if not logged:
-            raise ValueError(f"lm-eval logged no samples for task '{task}' (domain '{domain}')")
-        choice = scoring.get(task, {})
-        filter_key = choice.get("filter") or logged[0]["filter"]
-        metric = choice.get("metric") or logged[0]["metrics"][0]
-        chosen = [s for s in logged if s["filter"] == filter_key]
-        if not chosen:
-            raise ValueError(f"evaluation.scoring.{task}.filter '{filter_key}' not among lm-eval's filters for task '{task}'")
-        if metric not in chosen[0]:
-            raise ValueError(f"evaluation.scoring.{task}.metric '{metric}' not among {chosen[0]['metrics']} for task '{task}'")
-        keys[task] = f"{metric},{filter_key}"
-        for sample in sorted(chosen, key=lambda s: s["doc_id"]):
-            doc = sample["doc"] if isinstance(sample["doc"], dict) else {}
-            rows.append(
-                {
-                    "ckpt": ckpt,
-                    "step": step,
-                    "domain": domain,
-                    "sample_id": str(doc.get("sample_id", sample["doc_id"])),
-                    "correct": bool(float(sample[metric]) >= 1.0),
-                    "response": _response_text(sample, output_types[task]),
-                    "target": str(sample["target"]),
-                }
-            )
+        leaves = leaf_tasks(task, results.get("group_subtasks", {}))
+        for leaf in leaves:
+            logged = results["samples"].get(leaf)
+            if not logged:
+                raise ValueError(f"lm-eval logged no samples for task '{leaf}' (domain '{domain}')")
+            choice = scoring.get(leaf) or scoring.get(task) or {}
+            filter_key = choice.get("filter") or logged[0]["filter"]
+            metric = choice.get("metric") or logged[0]["metrics"][0]
+            chosen = [s for s in logged if s["filter"] == filter_key]
+            if not chosen:
+                raise ValueError(f"evaluation.scoring.{task}.filter '{filter_key}' not among lm-eval's filters for task '{leaf}'")
+            if metric not in chosen[0]:
+                raise ValueError(f"evaluation.scoring.{task}.metric '{metric}' not among {chosen[0]['metrics']} for task '{leaf}'")
+            keys[leaf] = f"{metric},{filter_key}"
+            output_type = results["configs"][leaf]["output_type"]
+            for sample in sorted(chosen, key=lambda s: s["doc_id"]):
+                doc = sample["doc"] if isinstance(sample["doc"], dict) else {}
+                fallback_id = f"{leaf}:{sample['doc_id']}" if len(leaves) > 1 else str(sample["doc_id"])
+                rows.append(
+                    {
+                        "ckpt": ckpt,
+                        "step": step,
+                        "domain": domain,
+                        "sample_id": str(doc.get("sample_id", fallback_id)),
+                        "correct": bool(float(sample[metric]) >= 1.0),
+                        "response": _response_text(sample, output_type),
+                        "target": str(sample["target"]),
+                    }
+                )
     frame = pd.DataFrame(rows, columns=SAMPLE_COLUMNS)
     frame = frame.astype({"ckpt": "string", "step": "int64", "domain": "string", "sample_id": "string",
                           "correct": "bool", "response": "string", "target": "string"})
@@ -227,7 +261,7 @@ def run_evaluation(
 ) -> pd.DataFrame:
     """Evaluate one checkpoint on every domain's test task with one lm-eval call.
 
-    ``cfg``: the ``evaluation`` and ``domains`` sections. ``test_files``: domain ->
+    ``cfg``: the ``evaluation``, ``domains`` and (optional) ``checkpoints`` sections. ``test_files``: domain ->
     test JSONL (needed for local tasks). Writes ``<out_dir>/lm_eval.json`` (lm-eval's
     results without the per-sample log) and ``<out_dir>/samples.parquet``.
     """
@@ -259,19 +293,19 @@ def run_evaluation(
                 out_dir / "tasks",
                 cache_dir,
             )
-            results = _call_lm_eval(evaluation, checkpoint_dir, list(task_domains), rendered,
+            results = _call_lm_eval(evaluation, cfg.get("checkpoints", {}), checkpoint_dir, list(task_domains), rendered,
                                     include_defaults=len(local_tasks) < len(task_domains), threads=threads)
     finally:
         if throwaway_cache:
             shutil.rmtree(cache_dir, ignore_errors=True)
 
-    output_types = {t: results["configs"][t]["output_type"] for t in task_domains}
-    frame, keys = samples_frame(results["samples"], task_domains, output_types, evaluation["scoring"], ckpt, step)
-    for task, key in keys.items():
-        accuracy = frame.loc[frame["domain"] == task_domains[task], "correct"].mean()
-        reported = results["results"][task].get(key)
-        log.info("%s %s (%s): accuracy %.4f over %d samples", ckpt, task_domains[task], task, accuracy,
-                 int((frame["domain"] == task_domains[task]).sum()))
+    frame, keys = samples_frame(results, task_domains, evaluation["scoring"], ckpt, step)
+    for task, domain in task_domains.items():
+        in_domain = frame["domain"] == domain
+        accuracy = frame.loc[in_domain, "correct"].mean()
+        log.info("%s %s (%s): accuracy %.4f over %d samples", ckpt, domain, task, accuracy, int(in_domain.sum()))
+        key = keys.get(task)  # a group's aggregate may weigh subtasks differently: compare leaves only
+        reported = results["results"].get(task, {}).get(key) if key else None
         if isinstance(reported, (int, float)) and abs(float(reported) - accuracy) > 1e-9:
             log.warning("task '%s': lm-eval's %s = %s differs from mean(correct) = %s (metric is not 0/1 per sample)",
                         task, key, reported, accuracy)
@@ -286,6 +320,7 @@ def run_evaluation(
 
 def _call_lm_eval(
     evaluation: dict,
+    checkpoints: dict,
     model_dir: Path,
     tasks: list[str],
     include_path: Path,
@@ -307,10 +342,10 @@ def _call_lm_eval(
     started = time.perf_counter()
     results = simple_evaluate(
         model="hf",
-        model_args=model_args(evaluation, model_dir),
+        model_args=model_args(evaluation, checkpoints, model_dir),
         tasks=tasks,
         batch_size=evaluation["batch_size"],
-        device=evaluation["device"],
+        device=resolve_device(evaluation["device"]),
         limit=evaluation["limit"],
         log_samples=True,
         task_manager=task_manager,

@@ -202,6 +202,7 @@ def run_cross_distances(cfg: dict, pathway_files: list[Path], out: Path, threads
                 if a in by_domain and b in by_domain:
                     mean, n_pairs, sampled = pathways.cross_distance(by_domain[a], by_domain[b], **distance_kwargs)
                     rows.append((ckpt, int(step), a, b, mean, n_pairs, sampled))
+    log.info("cross distances: %d (checkpoint, domain pair) rows over domains %s", len(rows), domains)
     frame = pd.DataFrame(rows, columns=["ckpt", "step", "domain_a", "domain_b", "mean_distance", "n_pairs", "sampled"])
     write_frame(frame.sort_values(["step", "domain_a", "domain_b"], ignore_index=True), out, metadata=provenance())
 
@@ -300,4 +301,5 @@ def gather(inputs: list[Path], out: Path) -> None:
             else:
                 meta.setdefault(key, value)
     frames = [f for f in frames if not f.empty] or frames[:1]
+    log.info("gathered %d rows from %d files into %s", sum(len(f) for f in frames), len(inputs), out)
     write_frame(pd.concat(frames, ignore_index=True), out, metadata=meta)

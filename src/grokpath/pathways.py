@@ -94,7 +94,7 @@ def mean_pairwise_distance(
     max_pairs: int | None = None,
     seed: int = 0,
     level: str = "char",
-    block_rows: int = 1024,
+    block_rows: int = 256,
     workers: int = -1,
 ) -> tuple[float, int, bool]:
     """Mean Levenshtein distance over all pairs i < j: ``(mean, n_pairs, sampled)``.
@@ -135,7 +135,7 @@ def cross_distance(
     max_pairs: int | None = None,
     seed: int = 0,
     level: str = "char",
-    block_rows: int = 1024,
+    block_rows: int = 256,
     workers: int = -1,
 ) -> tuple[float, int, bool]:
     """Mean Levenshtein distance over all pairs (a_i, b_j): ``(mean, n_pairs, sampled)``."""

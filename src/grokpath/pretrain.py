@@ -8,10 +8,14 @@ paper's pretraining data) or only over the answer tokens (``loss_on: answer``).
 
 Checkpoints go to ``<checkpoints>/stepNNNNNN/`` (model, tokenizer,
 provenance.json), each written atomically. A resumable training state (model,
-optimizer, RNG streams, loss log) is written to ``<state>/state.pt`` at every
-checkpoint, *before* the checkpoint directory; a restarted run loads it,
-re-saves the checkpoint of that step if it is missing, and continues, giving
-bit-identical weights to an uninterrupted run on the same machine and threads.
+optimizer, RNG streams, loss and monitor logs) is written to ``<state>/state.pt``
+at every checkpoint, together with that checkpoint's weights
+(``<state>/weights/stepNNNNNN.pt``), *before* the checkpoint directory. A
+restarted run loads the state, re-creates any checkpoint directory up to that
+step that is missing (Snakemake deletes the outputs of an incomplete job), and
+continues, giving bit-identical weights to an uninterrupted run on the same
+machine and thread count. Delete ``<state>`` to start over; a state from another
+config is refused.
 """
 from __future__ import annotations
 
@@ -141,9 +145,13 @@ def _save_checkpoint(model, tokenizer, out: Path, step: int, chash: str) -> None
         (tmp / "provenance.json").write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
 
 
-def _save_state(path: Path, **state) -> None:
+def _save_torch(path: Path, state: dict) -> None:
     with atomic_path(path, ".pt") as tmp:
         torch.save(state, tmp)
+
+
+def _weights_path(state_path: Path, step: int) -> Path:
+    return state_path.parent / "weights" / f"{local_name(step)}.pt"
 
 
 # ---------------------------------------------------------------- training
@@ -205,8 +213,11 @@ def pretrain(
             monitor.rows = state["monitor_rows"]
         start = state["step"]
         log.info("resuming from %s at step %d", state_path, start)
-        if start in ckpt_steps and not (checkpoints_dir / local_name(start)).is_dir():
-            _save_checkpoint(model, tokenizer, checkpoints_dir / local_name(start), start, chash)
+        for step in (s for s in ckpt_steps if s <= start and not (checkpoints_dir / local_name(s)).is_dir()):
+            saved = OlmoeForCausalLM(model.config)
+            saved.load_state_dict(torch.load(_weights_path(state_path, step)))
+            _save_checkpoint(saved, tokenizer, checkpoints_dir / local_name(step), step, chash)
+            log.info("re-created missing checkpoint %s from the saved state", local_name(step))
 
     n_params = sum(p.numel() for p in model.parameters())
     log.info("OLMoE %d params, domains %s, steps %d, checkpoints %s", n_params, domains, pre["steps"], ckpt_steps)
@@ -240,11 +251,12 @@ def pretrain(
             if monitor is not None:
                 monitor.record(model, step)
             model.train()
-            _save_state(
-                state_path, step=step, config_hash=chash, model=model.state_dict(), optimizer=optimizer.state_dict(),
-                torch_rng=torch.get_rng_state(), sampler=sampler.get_state(), loss_rows=loss_rows,
-                monitor_rows=monitor.rows if monitor is not None else [],
-            )
+            _save_torch(_weights_path(state_path, step), model.state_dict())
+            _save_torch(state_path, {
+                "step": step, "config_hash": chash, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                "torch_rng": torch.get_rng_state(), "sampler": sampler.get_state(), "loss_rows": loss_rows,
+                "monitor_rows": monitor.rows if monitor is not None else [],
+            })
             _save_checkpoint(model, tokenizer, checkpoints_dir / local_name(step), step, chash)
             log.info("step %d: loss %.4f (%s), %.1fs", step, total,
                      " ".join(f"{d}={row[f'loss_{d}']:.3f}" for d in domains), time.time() - began)

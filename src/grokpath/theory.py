@@ -100,7 +100,7 @@ def run_theory_seed(theory: dict, seed: int) -> pd.DataFrame:
                 {
                     "seed": int(seed),
                     "step": step,
-                    "routing_loss": float(loss),
+                    "routing_loss": float(loss.detach()),
                     "effective_dimension": effective_dimension(gates, x_np, float(theory["ridge"])),
                     "pathway_distance": distance,
                     "within_cluster_distance": within,

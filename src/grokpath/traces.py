@@ -30,6 +30,7 @@ from grokpath.checkpoints import (
     load_tokenizer,
     model_config_hash,
     read_provenance,
+    verify_checkpoint_dir,
 )
 from grokpath.data import SPLITS, DataError, read_split, split_path
 from grokpath.io import atomic_path, write_parquet
@@ -238,6 +239,7 @@ def run_traces(cfg: dict, checkpoint_dir: Path | str, ckpt: str, out_dir: Path |
         raise DataError("domains is empty: configure at least one domain to trace")
     paths = {(d, s): split_path(domains, d, s) for d in domains for s in SPLITS}
     records_of = {key: read_split(path) for key, path in paths.items()}  # all data checked first
+    verify_checkpoint_dir(checkpoint_dir)
 
     tokenizer = load_tokenizer(checkpoints.get("tokenizer") or checkpoint_dir, trust_remote_code=trust)
     pad_id = next(t for t in (tokenizer.pad_token_id, tokenizer.eos_token_id, 0) if t is not None)

@@ -87,7 +87,7 @@ def tune_lora(
 ) -> dict:
     """LoRA-tune one checkpoint on the instruction pairs and save the merged model to ``out_dir``.
 
-    ``cfg``: the ``evaluation`` and ``study`` sections. ``data_files``: domain -> pair JSONL.
+    ``cfg``: the ``evaluation``, ``study`` and (optional) ``checkpoints`` sections. ``data_files``: domain -> pair JSONL.
     Returns the summary also written into ``out_dir/provenance.json`` (key ``tuning``).
     """
     from peft import LoraConfig, get_peft_model
@@ -101,13 +101,20 @@ def tune_lora(
         raise FileNotFoundError(f"{checkpoint_dir} is not a saved HF model (no config.json)")
     pairs = [p for domain in sorted(data_files) for p in read_pairs(data_files[domain], lora["max_samples"])]
     device = device or cfg["evaluation"].get("device", "cpu")
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
     if threads:
         torch.set_num_threads(int(threads))
     seed = int(cfg.get("study", {}).get("seed", 0))
     torch.manual_seed(seed)
 
-    tokenizer = AutoTokenizer.from_pretrained(checkpoint_dir)
-    model = AutoModelForCausalLM.from_pretrained(checkpoint_dir, dtype=torch.float32).to(device)
+    checkpoints = cfg.get("checkpoints", {})
+    remote = bool(checkpoints.get("trust_remote_code", False))
+    tokenizer = AutoTokenizer.from_pretrained(checkpoints.get("tokenizer") or checkpoint_dir, trust_remote_code=remote)
+    # pure instruction loss: no MoE load-balancing term (the router is not tuned)
+    model = AutoModelForCausalLM.from_pretrained(
+        checkpoint_dir, dtype=torch.float32, output_router_logits=False, trust_remote_code=remote
+    ).to(device)
     max_length = min(lora["max_length"], getattr(model.config, "max_position_embeddings", lora["max_length"]))
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     if tokenizer.eos_token_id is None:

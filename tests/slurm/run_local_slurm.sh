@@ -10,10 +10,11 @@
 # started, by PID. A system slurm (/etc/slurm, the default ports) is never touched.
 # Exit status: COMMAND's, or 2-4 when the cluster could not be set up.
 #
+# --keep keeps the state dir (config, daemon logs); the last log lines are printed on failure.
 # Environment: GROKPATH_SLURM_STARTUP_S (default 60) bounds the wait for the node.
 set -euo pipefail
 
-usage() { sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'; }
 
 fake_gpu=0
 state_dir=""
@@ -130,6 +131,7 @@ done
 export PATH="$state_dir/bin:$PATH"
 
 # ---------------------------------------------------------------- stop what we start, always
+pid_cmd=""
 pid_munged=""
 pid_ctld=""
 pid_slurmd=""
@@ -153,6 +155,20 @@ cleanup() {
     [[ -n "$pid_slurmd" ]] || pid_slurmd=$(read_pid "$state_dir/run/slurmd.pid")
     [[ -n "$pid_ctld" ]] || pid_ctld=$(read_pid "$state_dir/run/slurmctld.pid")
     [[ -n "$pid_munged" ]] || pid_munged=$(read_pid "$state_dir/munge/munged.pid")
+    stop_pid command "$pid_cmd"
+    # Jobs still in this private cluster would outlive slurmd (slurmstepd): cancel them.
+    if [[ -n "$pid_ctld" ]] && kill -0 "$pid_ctld" 2>/dev/null; then
+        local jobs
+        jobs=$(timeout 10 squeue -h -o %i 2>/dev/null || true)
+        if [[ -n "$jobs" ]]; then
+            say "cancelling jobs left in the test cluster: $(echo $jobs)"
+            timeout 10 scancel $jobs 2>/dev/null || true
+            for _ in $(seq 20); do
+                [[ -z "$(timeout 5 squeue -h -o %i 2>/dev/null)" ]] && break
+                sleep 0.5
+            done
+        fi
+    fi
     stop_pid slurmd "$pid_slurmd"
     stop_pid slurmctld "$pid_ctld"
     stop_pid munged "$pid_munged"
@@ -160,7 +176,7 @@ cleanup() {
         say "exit $rc; last lines of the daemon logs in $state_dir/log:"
         tail -n 15 "$state_dir"/log/*.log >&2 2>/dev/null || true
     fi
-    if [[ $keep -eq 0 && $rc -eq 0 ]]; then
+    if [[ $keep -eq 0 ]]; then
         rm -rf "$state_dir"
     else
         say "state kept in $state_dir"
@@ -218,9 +234,13 @@ fi
 say "cluster up: node $host $node_state"
 
 # ---------------------------------------------------------------- the command
+# In the background, so that a TERM/INT to this script runs the trap at once.
 set +e
-"$@"
+"$@" &
+pid_cmd=$!
+wait "$pid_cmd"
 rc=$?
+pid_cmd=""
 set -e
 say "command exited $rc"
 exit $rc

@@ -1,1 +1,143 @@
-# analysis stage (see Snakefile).
+# analysis stage (paper A): join the per-sample metrics into curves, Table 1 with bootstrap
+# CIs, the sustained-rise onset, paper A's figures, and the synthetic theory figure (fig 8).
+from grokpath.analysis import PAPER_A_FIGURES
+
+ANALYSIS_TRACES = expand(
+    "results/traces/{ckpt}/{domain}_{split}.parquet", ckpt=CKPTS, domain=DOMAINS, split=["train", "validation"]
+)
+EVAL_SAMPLES = expand("results/eval/{ckpt}/samples.parquet", ckpt=CKPTS)
+
+
+rule curves:
+    input:
+        traces=ANALYSIS_TRACES,
+        eval_samples=EVAL_SAMPLES,
+        memorization="results/metrics/memorization.parquet",
+        distances="results/metrics/distances.parquet",
+        consistency="results/metrics/consistency.parquet",
+        pathways="results/metrics/pathways.parquet",
+        onset="results/metrics/onset.parquet",
+    output:
+        "results/metrics/curves.parquet",
+    params:
+        cfg=cfg("analysis", "pathways"),
+    threads: res("curves", "threads")
+    resources:
+        mem_mb=res("curves", "mem_mb"),
+        runtime=res("curves", "runtime"),
+    log:
+        "results/logs/curves/all.log",
+    shell:
+        "grokpath curves --cfg {params.cfg:q} --traces {input.traces:q} --eval-samples {input.eval_samples:q}"
+        " --memorization {input.memorization:q} --distances {input.distances:q} --consistency {input.consistency:q}"
+        " --pathways {input.pathways:q} --onset {input.onset:q} --out {output:q} --log {log:q}"
+
+
+rule correlations:
+    input:
+        curves="results/metrics/curves.parquet",
+        traces=ANALYSIS_TRACES,
+        eval_samples=EVAL_SAMPLES,
+        memorization="results/metrics/memorization.parquet",
+        consistency="results/metrics/consistency.parquet",
+        pathways="results/metrics/pathways.parquet",
+    output:
+        csv="results/tables/correlations.csv",
+        md="results/tables/correlations.md",
+    params:
+        cfg=cfg("analysis", "pathways"),
+    threads: res("correlations", "threads")
+    resources:
+        mem_mb=res("correlations", "mem_mb"),
+        runtime=res("correlations", "runtime"),
+    log:
+        "results/logs/correlations/all.log",
+    shell:
+        "grokpath correlations --cfg {params.cfg:q} --curves {input.curves:q} --traces {input.traces:q}"
+        " --eval-samples {input.eval_samples:q} --memorization {input.memorization:q}"
+        " --consistency {input.consistency:q} --pathways {input.pathways:q}"
+        " --out-csv {output.csv:q} --out-md {output.md:q} --log {log:q}"
+
+
+rule onset_table:
+    input:
+        eval_samples=EVAL_SAMPLES,
+    output:
+        "results/tables/onset.csv",
+    params:
+        cfg=cfg("analysis"),
+    threads: res("onset_table", "threads")
+    resources:
+        mem_mb=res("onset_table", "mem_mb"),
+        runtime=res("onset_table", "runtime"),
+    log:
+        "results/logs/onset_table/all.log",
+    shell:
+        "grokpath onset-table --cfg {params.cfg:q} --eval-samples {input.eval_samples:q} --out {output:q} --log {log:q}"
+
+
+rule figures_paper_a:
+    input:
+        curves="results/metrics/curves.parquet",
+        distances="results/metrics/distances.parquet",
+        cross_distances="results/metrics/cross_distances.parquet",
+        groups="results/metrics/groups.parquet",
+        ablation="results/metrics/memorization_ablation.parquet",
+        correlations="results/tables/correlations.csv",
+    output:
+        **{
+            name: report(
+                f"results/figures/paper_a/{name}.png",
+                caption=f"../report/paper_a/{name}.rst",
+                category="Paper A",
+                subcategory="analysis",
+            )
+            for name in PAPER_A_FIGURES
+        },
+        pdfs=expand("results/figures/paper_a/{name}.pdf", name=PAPER_A_FIGURES),
+    params:
+        cfg=cfg("analysis", "pathways", "figures"),
+        out_dir="results/figures/paper_a",
+    threads: res("figures_paper_a", "threads")
+    resources:
+        mem_mb=res("figures_paper_a", "mem_mb"),
+        runtime=res("figures_paper_a", "runtime"),
+    log:
+        "results/logs/figures_paper_a/all.log",
+    shell:
+        "grokpath figures-a --cfg {params.cfg:q} --curves {input.curves:q} --distances {input.distances:q}"
+        " --cross-distances {input.cross_distances:q} --groups {input.groups:q} --ablation {input.ablation:q}"
+        " --correlations {input.correlations:q} --out-dir {params.out_dir:q} --log {log:q}"
+
+
+rule theory:
+    output:
+        table="results/metrics/theory.parquet",
+        figure=report(
+            "results/figures/paper_a/fig08_theory.png",
+            caption="../report/paper_a/fig08_theory.rst",
+            category="Paper A",
+            subcategory="theory",
+        ),
+        pdf="results/figures/paper_a/fig08_theory.pdf",
+    params:
+        cfg=cfg("analysis", "figures"),
+    threads: res("theory", "threads")
+    resources:
+        mem_mb=res("theory", "mem_mb"),
+        runtime=res("theory", "runtime"),
+    log:
+        "results/logs/theory/all.log",
+    shell:
+        "grokpath theory --cfg {params.cfg:q} --out {output.table:q} --figure {output.figure:q} --log {log:q}"
+
+
+ALL_TARGETS += [
+    "results/metrics/curves.parquet",
+    "results/tables/correlations.csv",
+    "results/tables/correlations.md",
+    "results/tables/onset.csv",
+    "results/metrics/theory.parquet",
+    "results/figures/paper_a/fig08_theory.png",
+]
+ALL_TARGETS += expand("results/figures/paper_a/{name}.{ext}", name=PAPER_A_FIGURES, ext=["png", "pdf"])

@@ -100,7 +100,7 @@ rule circuits_figures:
         ],
         pdf=[f"results/figures/paper_b/{name}.pdf" for name in PAPER_B_FIGURES],
     params:
-        cfg=cfg("circuits"),
+        cfg=cfg("circuits", "figures"),
     threads: res("circuits_figures", "threads")
     resources:
         mem_mb=res("circuits_figures", "mem_mb"),

@@ -4,7 +4,7 @@ import os
 import shlex
 
 from grokpath.data import split_path
-from grokpath.evaluation import domain_tasks
+from grokpath.evaluation import domain_tasks, task_yaml_files
 
 EVAL_TASKS_DIR = os.path.normpath(os.path.join(workflow.current_basedir, "..", "tasks"))
 EVAL_TASKS = domain_tasks(config["domains"])
@@ -14,6 +14,9 @@ EVAL_TESTS = {
     for domain, task in EVAL_TASKS.items()
     if os.path.isfile(os.path.join(EVAL_TASKS_DIR, f"{task}.yaml"))
 }
+EVAL_TASK_YAMLS = sorted(  # the local tasks' YAMLs and the templates they include
+    {str(f) for d in EVAL_TESTS for f in task_yaml_files(os.path.join(EVAL_TASKS_DIR, f"{EVAL_TASKS[d]}.yaml"))}
+)
 LORA_DATA = config["evaluation"]["lora"]["data"]
 TUNING = config["evaluation"]["tuning"]
 
@@ -36,8 +39,9 @@ if TUNING == "lora":
         output:
             directory("results/tuned/{ckpt}"),
         params:
-            cfg=cfg("evaluation", "study"),
+            cfg=cfg("evaluation", "study", "checkpoints"),
             data=domain_args("--data", LORA_DATA),
+        group: "ckpt_{ckpt}"  # one SLURM allocation per checkpoint (profiles/slurm group-components)
         threads: res("tune", "threads")
         resources:
             mem_mb=res("tune", "mem_mb"),
@@ -56,15 +60,16 @@ rule evaluate:
     input:
         model=eval_model_dir,
         tests=list(EVAL_TESTS.values()),
-        task_yamls=[os.path.join(EVAL_TASKS_DIR, f"{EVAL_TASKS[d]}.yaml") for d in EVAL_TESTS],
+        task_yamls=EVAL_TASK_YAMLS,
     output:
         samples="results/eval/{ckpt}/samples.parquet",
         lm_eval="results/eval/{ckpt}/lm_eval.json",
     params:
-        cfg=cfg("evaluation", "domains"),
+        cfg=cfg("evaluation", "domains", "checkpoints"),
         tests=domain_args("--test", EVAL_TESTS),
         tasks_dir=EVAL_TASKS_DIR,
         out=subpath(output.samples, parent=True),
+    group: "ckpt_{ckpt}"  # one SLURM allocation per checkpoint (profiles/slurm group-components)
     threads: res("evaluate", "threads")
     resources:
         mem_mb=res("evaluate", "mem_mb"),

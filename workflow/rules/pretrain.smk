@@ -1,1 +1,55 @@
-# pretrain stage (see Snakefile).
+# pretrain stage (checkpoints.source: mini): train the mini OLMoE, save every checkpoint,
+# and run the online monitor (pathway metrics on a probe set) at each one.
+# results/pretrain/state/ is deliberately not an output: it survives a killed job so the
+# rerun resumes (see grokpath.pretrain).
+
+if config["checkpoints"]["source"] == "mini":
+
+    rule pretrain:
+        input:
+            data=expand("results/world/{domain}/train.jsonl", domain=DOMAINS),
+            tokenizer="results/tokenizer",
+        output:
+            checkpoints=[directory(f"results/checkpoints/{ckpt}") for ckpt in CKPTS],
+            loss="results/pretrain/loss.parquet",
+            monitor="results/pretrain/monitor.parquet",
+        params:
+            cfg=cfg("world", "pretrain", "domains", "traces", "pathways", "consistency"),
+            world="results/world",
+            checkpoints="results/checkpoints",
+            state="results/pretrain/state",
+        threads: res("pretrain", "threads")
+        resources:
+            mem_mb=res("pretrain", "mem_mb"),
+            runtime=res("pretrain", "runtime"),
+            gpu=res("pretrain", "gpu"),
+        log:
+            "results/logs/pretrain/all.log",
+        benchmark:
+            "results/benchmarks/pretrain/all.tsv"
+        shell:
+            "grokpath pretrain --cfg {params.cfg:q} --world {params.world:q} --tokenizer {input.tokenizer:q}"
+            " --checkpoints {params.checkpoints:q} --loss {output.loss:q} --monitor {output.monitor:q}"
+            " --state {params.state:q} --log {log:q}"
+
+    rule monitor_figure:
+        input:
+            monitor="results/pretrain/monitor.parquet",
+        output:
+            png=report(
+                "results/figures/paper_a/fig00_monitor.png",
+                caption="../report/paper_a/monitor.rst",
+                category="Paper A",
+                subcategory="pretrain",
+            ),
+            pdf="results/figures/paper_a/fig00_monitor.pdf",
+        threads: res("monitor_figure", "threads")
+        resources:
+            mem_mb=res("monitor_figure", "mem_mb"),
+            runtime=res("monitor_figure", "runtime"),
+        log:
+            "results/logs/monitor_figure/all.log",
+        shell:
+            "grokpath monitor-figure --monitor {input.monitor:q} --out {output.png:q} --log {log:q}"
+
+    ALL_TARGETS += ["results/pretrain/loss.parquet", "results/figures/paper_a/fig00_monitor.png"]

@@ -35,6 +35,7 @@ rule traces:
     params:
         cfg=cfg("checkpoints", "domains", "traces"),
         out=subpath(output.router_weights, parent=True),
+    group: "ckpt_{ckpt}"  # one SLURM allocation per checkpoint (profiles/slurm group-components)
     threads: res("traces", "threads")
     resources:
         mem_mb=res("traces", "mem_mb"),

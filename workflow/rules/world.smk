@@ -1,1 +1,22 @@
-# world stage (see Snakefile).
+# world stage (checkpoints.source: mini): the seeded mini corpus and its word-level tokenizer.
+
+if config["checkpoints"]["source"] == "mini":
+
+    rule world:
+        output:
+            data=expand("results/world/{domain}/{split}.jsonl", domain=DOMAINS, split=SPLITS),
+            manifest="results/world/manifest.json",
+            tokenizer=directory("results/tokenizer"),
+        params:
+            cfg=cfg("world", "domains"),
+            out=subpath(output.manifest, parent=True),
+        threads: res("world", "threads")
+        resources:
+            mem_mb=res("world", "mem_mb"),
+            runtime=res("world", "runtime"),
+        log:
+            "results/logs/world/all.log",
+        shell:
+            "grokpath world --cfg {params.cfg:q} --out {params.out:q} --tokenizer-out {output.tokenizer:q} --log {log:q}"
+
+    ALL_TARGETS += ["results/world/manifest.json"]

@@ -118,12 +118,15 @@ def grid_runs(regimes, grid: dict):
     ]
 
 
-def write_figures(circuits: dict, regimes_path: Path | str, run_paths: list[Path | str], outs: list[Path | str]) -> None:
-    """Render every requested paper-B figure; ``outs`` are .png paths named figNN_<name>.png."""
+def write_figures(circuits: dict, regimes_path: Path | str, run_paths: list[Path | str], outs: list[Path | str], style: dict | None = None) -> None:
+    """Render every requested paper-B figure; ``outs`` are .png paths named figNN_<name>.png (PDF beside)."""
     import pandas as pd
+    import seaborn as sns
 
     from grokpath.figures import paper_b
+    from grokpath.figures.common import save_figure, style_of
 
+    sns.set_theme(context=style_of(style)["context"], style="whitegrid")
     regimes = pd.read_parquet(regimes_path)
     curves = read_runs(run_paths)
     grids = circuits["grids"]
@@ -151,23 +154,5 @@ def write_figures(circuits: dict, regimes_path: Path | str, run_paths: list[Path
         if name not in builders:
             raise ValueError(f"unknown paper B figure '{out.name}'; known names: {sorted(builders)}")
         fig = builders[name]()
-        save_png_pdf(fig, out)
+        save_figure(fig, out, style)
         log.info("wrote %s (+ .pdf)", out)
-
-
-def save_png_pdf(fig, png: Path) -> None:
-    try:
-        from grokpath.figures.common import save_figure
-    except ImportError:  # the shared writer is not there yet: a minimal atomic one
-        save_figure = None
-    if save_figure is not None:
-        save_figure(fig, png.with_suffix(""))
-        return
-    import matplotlib.pyplot as plt
-
-    from grokpath.io import atomic_path
-
-    for suffix in (".png", ".pdf"):
-        with atomic_path(png.with_suffix(suffix), suffix) as tmp:
-            fig.savefig(tmp, dpi=150, bbox_inches="tight", format=suffix[1:])
-    plt.close(fig)

@@ -30,6 +30,19 @@ def _r_squared(x: np.ndarray, y: np.ndarray) -> float:
     return float(np.corrcoef(x[keep], y[keep])[0, 1] ** 2)
 
 
+def _twin_legend(ax, twin, **kwargs) -> None:
+    """One legend for an axis and its twin (seaborn would draw two that overlap)."""
+    handles, labels = [], []
+    for a in (ax, twin):
+        h, lab = a.get_legend_handles_labels()
+        handles += h
+        labels += lab
+        if a.get_legend() is not None:
+            a.get_legend().remove()
+    if handles:
+        ax.legend(handles, labels, fontsize=6, **kwargs)
+
+
 def fig01_memorized_vs_accuracy(curves: pd.DataFrame, style: dict | None = None):
     """Bars: training samples newly memorized at each checkpoint; line: cumulative test accuracy."""
     fig, panels = _per_domain(curves, style)
@@ -43,6 +56,7 @@ def fig01_memorized_vs_accuracy(curves: pd.DataFrame, style: dict | None = None)
         twin.plot(c["step"], cumulative, "o-", color="tab:red", label="cumulative accuracy")
         twin.set(ylabel="cumulative test accuracy", ylim=(0, 1.05))
         twin.grid(False)
+        _twin_legend(ax, twin, loc="upper left")
     return fig
 
 
@@ -90,6 +104,7 @@ def fig04_distance_loss(curves: pd.DataFrame, distances: pd.DataFrame | None = N
         twin.plot(c["step"], c["train_loss"], "s--", color="tab:orange", ms=3, label="training loss")
         twin.set(ylabel="training loss")
         twin.grid(False)
+        _twin_legend(ax, twin, loc="best")
     return fig
 
 
@@ -214,6 +229,7 @@ def fig08_theory(theory: pd.DataFrame, style: dict | None = None):
     sns.lineplot(data=theory, x="step", y="pathway_distance", color="tab:green", ax=twin, errorbar=("pi", 100), label="pathway distance")
     twin.set(ylabel="pathway edit distance")
     twin.grid(False)
+    _twin_legend(ax, twin, loc="upper right")
     ax = axes[1]
     sns.scatterplot(data=theory, x="effective_dimension", y="pathway_distance", hue="step", style="seed", palette="viridis", ax=ax, s=18)
     r2 = _r_squared(theory["effective_dimension"].to_numpy(float), theory["pathway_distance"].to_numpy(float))
