@@ -86,7 +86,9 @@ def test_write_paper_a_figures_from_files(tmp_path, tables):
         tables[name].to_parquet(paths[name])
     pd.DataFrame({"domain": ["code", "math"], "window_start_step": [200, 200]}).to_csv(tmp_path / "corr.csv", index=False)
     out = tmp_path / "figs"
-    written = write_paper_a_figures(study_cfg(), paths["curves"], paths["distances"], paths["cross"], paths["groups"],
+    cfg = study_cfg()
+    cfg["figures"]["dpi"] = 40  # small PNGs keep the test fast
+    written = write_paper_a_figures(cfg, paths["curves"], paths["distances"], paths["cross"], paths["groups"],
                                     paths["ablation"], tmp_path / "corr.csv", out)
     assert [p.stem for p in written] == PAPER_A_FIGURES
     assert sorted(p.name for p in out.iterdir()) == sorted(f"{n}.{e}" for n in PAPER_A_FIGURES for e in ("png", "pdf"))

@@ -68,6 +68,8 @@ def correlate(x, y) -> tuple[float, float, float, float]:
 
 def rowwise_pearson(x: np.ndarray, y: np.ndarray) -> np.ndarray:
     """Pearson r of each row pair of two (n_boot × n) arrays; NaN for constant or non-finite rows."""
+    if x.shape[1] < MIN_POINTS:
+        return np.full(x.shape[0], np.nan)
     xc = x - x.mean(axis=1, keepdims=True)
     yc = y - y.mean(axis=1, keepdims=True)
     with np.errstate(invalid="ignore", divide="ignore"):

@@ -27,7 +27,7 @@ import yaml
 
 from grokpath.checkpoints import parse_step
 from grokpath.config import REPO_ROOT
-from grokpath.io import write_frame, write_json, write_text
+from grokpath.io import atomic_dir, write_frame, write_json
 
 log = logging.getLogger(__name__)
 
@@ -91,21 +91,26 @@ def render_local_tasks(
     The copies point at absolute data files, keep the datasets cache in ``cache_dir``
     and take ``max_gen_toks`` from the config.
     """
-    for task, task_yaml in local_tasks.items():
-        resolved = _resolved_task_config(task_yaml)
-        resolved.pop("task", None)  # the file name is the task name we look up
-        config = {"task": task, **resolved}
-        kwargs = dict(config.get("dataset_kwargs") or {})
-        kwargs["data_files"] = {config.get("test_split", "test"): str(Path(test_files[task]).resolve())}
-        kwargs["cache_dir"] = str(Path(cache_dir).resolve())
-        config["dataset_kwargs"] = kwargs
-        config["generation_kwargs"] = {**config.get("generation_kwargs", {}), "max_gen_toks": evaluation["max_gen_toks"]}
-        write_text(
-            f"# rendered from {task_yaml} by grokpath.evaluation; do not edit\n"
-            + yaml.safe_dump(config, sort_keys=False, allow_unicode=True),
-            out_dir / f"{task}.yaml",
-        )
+    with atomic_dir(out_dir) as tmp:  # a fresh set each run: no stale task files to index
+        for task, task_yaml in local_tasks.items():
+            _render_task(evaluation, task, task_yaml, test_files[task], cache_dir, tmp / f"{task}.yaml")
     return out_dir
+
+
+def _render_task(evaluation: dict, task: str, task_yaml: Path, test_file: Path, cache_dir: Path, out: Path) -> None:
+    """One self-contained task YAML: include chain merged, absolute data file, private cache."""
+    resolved = _resolved_task_config(task_yaml)
+    resolved.pop("task", None)  # the file name is the task name we look up
+    config = {"task": task, **resolved}
+    kwargs = dict(config.get("dataset_kwargs") or {})
+    kwargs["data_files"] = {config.get("test_split", "test"): str(Path(test_file).resolve())}
+    kwargs["cache_dir"] = str(Path(cache_dir).resolve())
+    config["dataset_kwargs"] = kwargs
+    config["generation_kwargs"] = {**config.get("generation_kwargs", {}), "max_gen_toks": evaluation["max_gen_toks"]}
+    out.write_text(
+        f"# rendered from {task_yaml} by grokpath.evaluation; do not edit\n"
+        + yaml.safe_dump(config, sort_keys=False, allow_unicode=True)
+    )
 
 
 def check_test_files(local_tasks: dict[str, Path], test_files: dict[str, Path]) -> None:

@@ -23,8 +23,12 @@ wildcard_constraints:
 
 
 def cfg(*sections):
-    """The named config sections as one JSON object, for a rule's --cfg."""
-    return json.dumps({name: config[name] for name in sections}, sort_keys=True)
+    """The named config sections as one JSON object, for a rule's --cfg.
+
+    Returned as a function so Snakemake does not read `{...}` in the JSON as wildcards.
+    """
+    text = json.dumps({name: config[name] for name in sections}, sort_keys=True)
+    return lambda wildcards: text
 
 
 def res(rule_name, key):
