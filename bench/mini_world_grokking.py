@@ -66,22 +66,26 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--set", action="append", default=[], help="config override, e.g. pretrain.steps=2000")
+    parser.add_argument("--eval-only", action="store_true", help="only evaluate the checkpoints already in --out (e.g. of a run still going)")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     cfg = load(REPO / "config" / "config.yaml", parse_overrides(args.set))
     torch.set_num_threads(cfg["pretrain"]["threads"])
     out = args.out
-    build_world(cfg, out / "world", out / "tokenizer")
-    began, cpu0 = time.time(), time.process_time()
-    pretrain(cfg, out / "world", out / "tokenizer", out / "checkpoints", out / "loss.parquet", state_dir=out / "state")
-    wall, cpu = time.time() - began, time.process_time() - cpu0
-    print(f"pretraining wall {wall:.1f}s, process CPU {cpu:.1f}s, steps {cfg['pretrain']['steps']}")
+    if not args.eval_only:
+        build_world(cfg, out / "world", out / "tokenizer")
+        began, cpu0 = time.time(), time.process_time()
+        pretrain(cfg, out / "world", out / "tokenizer", out / "checkpoints", out / "loss.parquet", state_dir=out / "state")
+        wall, cpu = time.time() - began, time.process_time() - cpu0
+        print(f"pretraining wall {wall:.1f}s, process CPU {cpu:.1f}s, steps {cfg['pretrain']['steps']}")
 
     tokenizer = PreTrainedTokenizerFast.from_pretrained(str(out / "tokenizer"))
     domains = list(cfg["domains"])
     data = {d: {s: read_jsonl(out / "world" / d / f"{s}.jsonl") for s in ("train", "test")} for d in domains}
     rows = []
     for step in mini_checkpoint_steps(cfg["pretrain"]):
+        if not (out / "checkpoints" / local_name(step)).is_dir():
+            continue
         model = AutoModelForCausalLM.from_pretrained(out / "checkpoints" / local_name(step))
         for d in domains:
             whole = evaluate_rows(model, tokenizer, data[d]["train"], "all")

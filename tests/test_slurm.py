@@ -136,35 +136,31 @@ def test_trivial_workflow_through_sbatch(tmp_path):
     assert slurm_hashes == local_hashes
 
 
-# Deterministic outputs of the smoke DAG compared with a local run (tests/conftest.py smoke_run).
-SMOKE_DETERMINISTIC = [
-    "results/traces/*/*.parquet",
-    "results/metrics/*.parquet",
-]
+# The paper A spine of the smoke DAG, kept to ~10 sbatch calls: world, pretrain, one
+# group (traces + evaluate) per checkpoint, and the memorization table (4 domains + gather).
+# Figures, the other metrics and paper B add minutes under SLURM; test_e2e covers them.
+SMOKE_TARGETS = ["results/traces/*/*.parquet", "results/eval/*/samples.parquet", "results/metrics/memorization.parquet"]
 SMOKE_CONFIG = REPO / "config" / "smoke.yaml"
 
 
 @pytest.mark.e2e
 def test_smoke_pipeline_through_sbatch(tmp_path, smoke_run):
+    """The real Snakefile on config/smoke.yaml through profiles/slurm equals the local smoke run."""
+    local_hashes = sha256_tree(smoke_run, SMOKE_TARGETS)
+    assert any(p.startswith("results/traces/") for p in local_hashes), "local smoke run wrote no traces"
+    assert any(p.startswith("results/eval/") for p in local_hashes), "local smoke run wrote no eval samples"
+    assert "results/metrics/memorization.parquet" in local_hashes
+
     workdir = make_workdir(tmp_path / "smoke_slurm")
-    # Stop at the metrics tables: figures and the report add minutes under SLURM and
-    # are covered by test_e2e.
-    targets = smoke_targets(smoke_run)
-    proc = snakemake_through_slurm(REPO / "Snakefile", workdir, "--configfile", str(SMOKE_CONFIG), *targets, timeout=900)
-    assert_all_jobs_went_through_sbatch(proc, workdir)
+    proc = snakemake_through_slurm(
+        REPO / "Snakefile", workdir, "--configfile", str(SMOKE_CONFIG), *sorted(local_hashes), timeout=900
+    )
+    submitted = assert_all_jobs_went_through_sbatch(proc, workdir)
+    groups = [log for _, log in submitted if "/group_ckpt_" in log]
+    n_ckpts = len({Path(p).parts[2] for p in local_hashes if p.startswith("results/traces/")})
+    assert len(groups) == n_ckpts, f"expected one group allocation per checkpoint, got {groups}"
 
-    slurm_hashes = sha256_tree(workdir, SMOKE_DETERMINISTIC)
-    local_hashes = sha256_tree(smoke_run, SMOKE_DETERMINISTIC)
-    assert slurm_hashes, "the SLURM run wrote no traces or metrics tables"
-    assert set(slurm_hashes) <= set(local_hashes)
-    differing = [path for path in slurm_hashes if slurm_hashes[path] != local_hashes[path]]
+    slurm_hashes = sha256_tree(workdir, SMOKE_TARGETS)
+    assert set(slurm_hashes) == set(local_hashes)
+    differing = sorted(path for path in slurm_hashes if slurm_hashes[path] != local_hashes[path])
     assert not differing, f"SLURM and local outputs differ: {differing}"
-    assert any(p.startswith("results/traces/") for p in slurm_hashes)
-    assert any(p.startswith("results/metrics/") for p in slurm_hashes)
-
-
-def smoke_targets(local_run: Path) -> list[str]:
-    """The metrics tables the local smoke run made: the SLURM run builds those and their inputs."""
-    tables = sorted(str(p.relative_to(local_run)) for p in (local_run / "results" / "metrics").glob("*.parquet"))
-    assert tables, "the local smoke run wrote no results/metrics/*.parquet"
-    return tables

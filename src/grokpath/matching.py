@@ -16,7 +16,6 @@ import os
 
 import numpy as np
 import pandas as pd
-from scipy.optimize import linear_sum_assignment
 
 log = logging.getLogger(__name__)
 BACKENDS = ("auto", "minilm", "tfidf")
@@ -73,6 +72,8 @@ def group_similarity(
 
 def match_groups(score: np.ndarray) -> list[tuple[int, int]]:
     """One-to-one pairs (row, column) maximizing the total score (min(rows, cols) pairs)."""
+    from scipy.optimize import linear_sum_assignment  # lazy: slow import, needed by one rule
+
     rows, cols = linear_sum_assignment(score, maximize=True)
     return list(zip(rows.tolist(), cols.tolist()))
 

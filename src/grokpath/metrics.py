@@ -55,6 +55,8 @@ def read_trace(path: Path | str, columns: list[str] | None = None) -> tuple[pd.D
         if shape is None:
             raise ValueError(f"trace file {path}: metadata lacks L and K, so the routing column cannot be shaped")
         n_layers = shape[0]
+        if len(flat) != len(routing_col) * shape[0] * shape[1]:
+            raise ValueError(f"trace file {path}: routing has {len(flat) // max(len(routing_col), 1)} values per sample, metadata says L×K = {shape[0]}×{shape[1]}")
     n = len(routing_col)
     if n == 0:
         raise ValueError(f"trace file {path} has no samples")

@@ -21,7 +21,6 @@ from __future__ import annotations
 import numpy as np
 from rapidfuzz import process
 from rapidfuzz.distance import Levenshtein
-from scipy.stats import entropy
 
 PASS_TOLERANCE = 1e-6
 LEVELS = ("char", "expert")
@@ -156,5 +155,7 @@ def cross_distance(
 def routing_entropy(routing: np.ndarray) -> np.ndarray:
     """Per sample (N,): the mean over layers of the Shannon entropy (nats) of the
     token-mean routing distribution, renormalized to sum 1 per layer (0·log 0 = 0)."""
+    from scipy.stats import entropy  # lazy: scipy.stats costs seconds to import in every job
+
     routing = _check_routing(routing)
     return entropy(routing, axis=-1).mean(axis=1)
