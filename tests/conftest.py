@@ -2,10 +2,13 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
+import pyarrow.parquet as pq
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
@@ -47,3 +50,121 @@ def smoke_run(tmp_path_factory) -> Path:
     run_snakemake(workdir, *SMOKE_ARGS)
     run_snakemake(workdir, *SMOKE_ARGS, "--report", "results/report.html")
     return workdir
+
+
+# ---- reliability / security fixtures (tests/test_reliability.py, tests/test_security.py) ----
+
+# A sitecustomize that every Python process of a run imports (PYTHONPATH): any connect or
+# DNS lookup beyond loopback/unix sockets raises, and is logged to $GROKPATH_NET_LOG.
+NO_NETWORK_SITECUSTOMIZE = '''
+import os, socket
+
+_LOCAL = {"127.0.0.1", "::1", "localhost", "0.0.0.0", "::"}
+_connect, _connect_ex, _getaddrinfo = socket.socket.connect, socket.socket.connect_ex, socket.getaddrinfo
+
+
+def _blocked(what):
+    with open(os.environ["GROKPATH_NET_LOG"], "a") as fh:
+        fh.write(f"{os.getpid()} {what}\\n")
+    return OSError(f"network blocked by grokpath test: {what}")
+
+
+def _check(sock, address):
+    if sock.family in (socket.AF_INET, socket.AF_INET6) and str(address[0]) not in _LOCAL:
+        raise _blocked(f"connect {address!r}")
+
+
+def connect(self, address):
+    _check(self, address)
+    return _connect(self, address)
+
+
+def connect_ex(self, address):
+    _check(self, address)
+    return _connect_ex(self, address)
+
+
+def getaddrinfo(host, *args, **kwargs):
+    if host is not None and str(host) not in _LOCAL:
+        raise _blocked(f"getaddrinfo {host!r}")
+    return _getaddrinfo(host, *args, **kwargs)
+
+
+socket.socket.connect, socket.socket.connect_ex, socket.getaddrinfo = connect, connect_ex, getaddrinfo
+'''
+
+
+def no_network_env(directory: Path) -> dict:
+    """Environment whose Python processes cannot reach the network; attempts go to net.log."""
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "sitecustomize.py").write_text(NO_NETWORK_SITECUSTOMIZE)
+    log = directory / "net.log"
+    log.touch()
+    pythonpath = os.pathsep.join(p for p in [str(directory), os.environ.get("PYTHONPATH", "")] if p)
+    return offline_env(PYTHONPATH=pythonpath, GROKPATH_NET_LOG=str(log))
+
+
+def wait_for(predicate, timeout: float, poll: float = 0.5, proc: subprocess.Popen | None = None) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        if proc is not None and proc.poll() is not None:
+            return False
+        time.sleep(poll)
+    return False
+
+
+def kill_group(proc: subprocess.Popen, grace: float = 10.0) -> None:
+    """SIGTERM the process group, then SIGKILL whatever is left."""
+    try:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=grace)
+    except subprocess.TimeoutExpired:
+        pass
+    except ProcessLookupError:
+        return
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    proc.wait()
+
+
+@pytest.fixture(scope="session")
+def offline_resumed_run(tmp_path_factory) -> dict:
+    """A second smoke run, with sockets blocked, killed while a trace job runs and resumed.
+
+    One run serves three checks: resume after kill, determinism (compared with `smoke_run`)
+    and no network. Returns the workdir, the net log and what was seen at the kill.
+    """
+    workdir = make_workdir(tmp_path_factory.mktemp("resumed"))
+    env = no_network_env(tmp_path_factory.mktemp("no_network"))
+    cmd = [*SNAKEMAKE, "-s", str(REPO / "Snakefile"), "--directory", str(workdir), *SMOKE_ARGS]
+    trace_logs = workdir / "results" / "logs" / "traces"
+    with open(workdir / "first_attempt.log", "w") as out:
+        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+        started = wait_for(lambda: trace_logs.is_dir() and any(trace_logs.iterdir()), timeout=900, proc=proc)
+        time.sleep(2.0)  # into the job: model load / first splits
+        kill_group(proc)
+    if not started:
+        raise AssertionError(f"no trace job started before the kill:\n{(workdir / 'first_attempt.log').read_text()[-4000:]}")
+    at_kill = {
+        "incomplete": sorted(p.name for p in (workdir / ".snakemake" / "incomplete").glob("*")),
+        "final_parquet": sorted(
+            str(p.relative_to(workdir)) for p in (workdir / "results").rglob("*.parquet") if not p.name.startswith(".")
+        ),
+    }
+    unreadable = []
+    for name in at_kill["final_parquet"]:
+        try:
+            pq.read_metadata(workdir / name)
+        except Exception as err:  # a partial file at a final path
+            unreadable.append(f"{name}: {err}")
+    at_kill["unreadable"] = unreadable
+    resumed = subprocess.run(
+        [*cmd, "--rerun-incomplete"], capture_output=True, text=True, env=env, timeout=1800
+    )
+    if resumed.returncode != 0:
+        raise AssertionError(f"resumed run failed ({resumed.returncode}):\n{resumed.stderr[-6000:]}")
+    return {"workdir": workdir, "net_log": Path(env["GROKPATH_NET_LOG"]), "at_kill": at_kill, "env": env}

@@ -152,8 +152,9 @@ def test_smoke_pipeline_through_sbatch(tmp_path, smoke_run):
     assert "results/metrics/memorization.parquet" in local_hashes
 
     workdir = make_workdir(tmp_path / "smoke_slurm")
+    # Targets before --configfile, which takes one or more values.
     proc = snakemake_through_slurm(
-        REPO / "Snakefile", workdir, "--configfile", str(SMOKE_CONFIG), *sorted(local_hashes), timeout=900
+        REPO / "Snakefile", workdir, *sorted(local_hashes), "--configfile", str(SMOKE_CONFIG), timeout=900
     )
     submitted = assert_all_jobs_went_through_sbatch(proc, workdir)
     groups = [log for _, log in submitted if "/group_ckpt_" in log]

@@ -42,7 +42,7 @@ rule correlations:
         consistency="results/metrics/consistency.parquet",
         pathways="results/metrics/pathways.parquet",
     output:
-        csv="results/tables/correlations.csv",
+        csv=report("results/tables/correlations.csv", caption="../report/paper_a/table1_correlations.rst", category="Paper A", subcategory="analysis"),
         md="results/tables/correlations.md",
     params:
         cfg=cfg("analysis", "pathways"),
@@ -63,7 +63,7 @@ rule onset_table:
     input:
         eval_samples=EVAL_SAMPLES,
     output:
-        "results/tables/onset.csv",
+        report("results/tables/onset.csv", caption="../report/paper_a/table_onset.rst", category="Paper A", subcategory="analysis"),
     params:
         cfg=cfg("analysis"),
     threads: res("onset_table", "threads")

@@ -40,18 +40,22 @@ def phase_diagram(regimes: pd.DataFrame) -> plt.Figure:
         return fig
     cells = majority_regime(regimes)
     sns.scatterplot(
-        data=cells, x="d_h", y="n_train", hue="label", size="share", sizes=(60, 260), size_norm=(0.3, 1.0),
-        hue_order=[r for r in REGIME_ORDER if r in set(cells["label"])], palette=REGIME_COLORS, marker="s", ax=ax,
+        data=cells, x="d_h", y="n_train", hue="label", s=220, marker="s",
+        hue_order=[r for r in REGIME_ORDER if r in set(cells["label"])], palette=REGIME_COLORS, ax=ax,
     )
+    for row in cells.itertuples():
+        if row.share < 1:
+            ax.annotate(f"{row.share:.0%}", (row.d_h, row.n_train), xytext=(9, 6), textcoords="offset points", fontsize=7)
     per_dh = regimes.groupby("d_h")[["d_crit", "d_mem"]].first().reset_index()
     if per_dh["d_crit"].notna().any():
         ax.plot(per_dh["d_h"], per_dh["d_crit"], "k--", marker="o", label="D_crit (val acc ≥ level)")
     if per_dh["d_mem"].notna().any():
         ax.plot(per_dh["d_h"], per_dh["d_mem"], "k:", marker="^", label="D_mem (capacity)")
-    D = regimes["n_train"]
-    ax.set_ylim(D.min() - 0.15 * (D.max() - D.min() + 1), D.max() + 0.15 * (D.max() - D.min() + 1))
-    ax.set(xlabel="hidden size d_h", ylabel="training pairs D", title="Regimes (majority over seeds; size = share)")
-    ax.legend(fontsize=7, loc="best")
+    values = pd.concat([regimes["n_train"], per_dh["d_crit"], per_dh["d_mem"]]).dropna()
+    pad = 0.08 * (values.max() - values.min() + 1)
+    ax.set_ylim(values.min() - pad, values.max() + pad)
+    ax.set(xlabel="hidden size d_h", ylabel="training pairs D", title="Regimes (majority over seeds; % = its share)")
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     return fig
 
 
