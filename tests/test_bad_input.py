@@ -40,7 +40,8 @@ def expect_failure(case: str, proc: subprocess.CompletedProcess, workdir, *fragm
     assert proc.returncode != 0, f"{case}: snakemake succeeded\n{output[-3000:]}"
     for fragment in fragments:
         assert fragment in output, f"{case}: {fragment!r} not in the error\n{output[-4000:]}"
-    line = next(l.strip() for l in output.splitlines() if fragments[0] in l)
+    lines = [next(l.strip() for l in output.splitlines() if f in l) for f in fragments]
+    line = " / ".join(dict.fromkeys(lines))
     MESSAGES[case] = line
     print(f"| {case} | `{line}` |")
     assert (workdir / SENTINEL).read_bytes() == SENTINEL_BYTES, f"{case}: the existing result was touched"
@@ -80,7 +81,7 @@ def test_revision_name_that_does_not_parse(workdir):
 def test_test_file_of_a_task_is_missing(workdir, tmp_path):
     missing = tmp_path / "no_such_test.jsonl"
     proc = run_bad(workdir, {"domains": {"math": {"test": str(missing)}}}, dry_run=True)
-    expect_failure("task's test file (`domains.math.test`) missing", proc, workdir, str(missing))
+    expect_failure("task's test file (`domains.math.test`) missing", proc, workdir, "Missing input files", str(missing))
 
 
 def test_task_yaml_including_a_missing_file(tmp_path):
@@ -122,7 +123,7 @@ def test_corrupt_safetensors(workdir, local_study):
         fh.truncate(weights.stat().st_size // 2)
     domain = next(iter(local_study["domains"]))
     proc = run_bad(workdir, local_study["overlay"], f"results/traces/{local_study['ckpt']}/{domain}_train.parquet", dry_run=False)
-    expect_failure("truncated `model.safetensors`", proc, workdir, str(weights), "corrupt", jobs_run=1)
+    expect_failure("truncated `model.safetensors`", proc, workdir, "corrupt", str(weights), jobs_run=1)
     assert not (workdir / "results" / "traces" / local_study["ckpt"] / f"{domain}_train.parquet").exists()
 
 
@@ -132,5 +133,5 @@ def test_empty_domain_file(workdir, local_study):
     empty = local_study["domains"][domain]["train"]
     open(empty, "w").close()
     proc = run_bad(workdir, local_study["overlay"], f"results/traces/{local_study['ckpt']}/{domain}_train.parquet", dry_run=False)
-    expect_failure(f"empty `domains.{domain}.train`", proc, workdir, empty, "holds no records", jobs_run=1)
+    expect_failure(f"empty `domains.{domain}.train`", proc, workdir, "holds no records", empty, jobs_run=1)
     assert "loading" not in (workdir / "results" / "logs" / "traces" / f"{local_study['ckpt']}.log").read_text()

@@ -34,7 +34,7 @@ def majority_regime(regimes: pd.DataFrame) -> pd.DataFrame:
 
 def phase_diagram(regimes: pd.DataFrame) -> plt.Figure:
     """Fig 1: regimes over (d_h, D), with the D_crit and D_mem estimates per d_h."""
-    fig, ax = plt.subplots(figsize=(6, 4.5))
+    fig, ax = plt.subplots(figsize=(7, 4.5), layout="constrained")
     if regimes.empty:
         _empty(ax, "grid runs")
         return fig
@@ -81,7 +81,7 @@ def example_runs(curves: pd.DataFrame, regimes: pd.DataFrame) -> plt.Figure:
     """Fig 2: train and val accuracy of one example run per regime."""
     examples = _pick_examples(regimes)
     n = max(1, len(examples))
-    fig, axes = plt.subplots(1, n, figsize=(3.2 * n, 3), sharey=True, squeeze=False)
+    fig, axes = plt.subplots(1, n, figsize=(3.2 * n, 3), sharey=True, squeeze=False, layout="constrained")
     if not examples:
         _empty(axes[0, 0], "classified runs")
         return fig
@@ -93,13 +93,12 @@ def example_runs(curves: pd.DataFrame, regimes: pd.DataFrame) -> plt.Figure:
         ax.set(xscale="log", xlabel="step", title=f"{label}\nd_h={run['d_h']}, D={run['n_train']}, seed={run['seed']}")
     axes[0, 0].set_ylabel("accuracy")
     axes[0, 0].legend(fontsize=7)
-    fig.tight_layout()
     return fig
 
 
 def val_acc_vs_data(regimes: pd.DataFrame) -> plt.Figure:
     """Fig 3: final val accuracy against D, one line per d_h (95% CI over seeds)."""
-    fig, ax = plt.subplots(figsize=(5.5, 4))
+    fig, ax = plt.subplots(figsize=(5.5, 4), layout="constrained")
     if regimes.empty:
         _empty(ax, "grid runs")
         return fig
@@ -110,7 +109,7 @@ def val_acc_vs_data(regimes: pd.DataFrame) -> plt.Figure:
 
 def capacity(memorize: pd.DataFrame) -> plt.Figure:
     """Fig 4: memorization capacity (random symmetric labels, all pairs) against d_h."""
-    fig, axes = plt.subplots(1, 2, figsize=(8, 3.5))
+    fig, axes = plt.subplots(1, 2, figsize=(8, 3.5), layout="constrained")
     if memorize.empty:
         _empty(axes[0], "capacity runs")
         return fig
@@ -119,13 +118,12 @@ def capacity(memorize: pd.DataFrame) -> plt.Figure:
     axes[0].set(xlabel="hidden size d_h", ylabel="train accuracy (random labels)", ylim=(-0.03, 1.03))
     sns.lineplot(data=table, x="d_h", y="memorized", marker="o", errorbar=("ci", 95), ax=axes[1])
     axes[1].set(xlabel="hidden size d_h", ylabel="pairs memorized = D_mem")
-    fig.tight_layout()
     return fig
 
 
 def double_descent(regimes: pd.DataFrame, task_label: str) -> plt.Figure:
     """Figs 6-7: final val accuracy against d_h, one line per D (95% CI over seeds)."""
-    fig, ax = plt.subplots(figsize=(5.5, 4))
+    fig, ax = plt.subplots(figsize=(5.5, 4), layout="constrained")
     if regimes.empty:
         _empty(ax, "double-descent runs")
         return fig
@@ -137,7 +135,7 @@ def double_descent(regimes: pd.DataFrame, task_label: str) -> plt.Figure:
 
 def emergence(mix: pd.DataFrame) -> plt.Figure:
     """Fig 8: addition val accuracy in the addition + random-label mix against model size."""
-    fig, ax = plt.subplots(figsize=(5.5, 4))
+    fig, ax = plt.subplots(figsize=(5.5, 4), layout="constrained")
     if mix.empty:
         _empty(ax, "emergence runs")
         return fig
@@ -149,7 +147,7 @@ def emergence(mix: pd.DataFrame) -> plt.Figure:
 
 def split_ffn(mix: pd.DataFrame) -> plt.Figure:
     """Fig 10: dense vs split FFN (half the MLP per task) in the multi-task mix."""
-    fig, ax = plt.subplots(figsize=(5.5, 4))
+    fig, ax = plt.subplots(figsize=(5.5, 4), layout="constrained")
     if mix.empty:
         _empty(ax, "emergence runs")
         return fig
@@ -162,7 +160,7 @@ def split_ffn(mix: pd.DataFrame) -> plt.Figure:
 def param_norm(curves: pd.DataFrame, regimes: pd.DataFrame) -> plt.Figure:
     """Fig 9: parameter norm and val accuracy over training, one example run per regime."""
     examples = _pick_examples(regimes)
-    fig, ax = plt.subplots(figsize=(6, 4))
+    fig, ax = plt.subplots(figsize=(6, 4), layout="constrained")
     if not examples:
         _empty(ax, "classified runs")
         return fig
