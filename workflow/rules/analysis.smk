@@ -27,6 +27,7 @@ rule curves:
         runtime=res("curves", "runtime"),
     log:
         "results/logs/curves/all.log",
+    conda: "../../envs/plots.yaml"
     shell:
         "grokpath curves --cfg {params.cfg:q} --traces {input.traces:q} --eval-samples {input.eval_samples:q}"
         " --memorization {input.memorization:q} --distances {input.distances:q} --consistency {input.consistency:q}"
@@ -52,6 +53,7 @@ rule correlations:
         runtime=res("correlations", "runtime"),
     log:
         "results/logs/correlations/all.log",
+    conda: "../../envs/plots.yaml"
     shell:
         "grokpath correlations --cfg {params.cfg:q} --curves {input.curves:q} --traces {input.traces:q}"
         " --eval-samples {input.eval_samples:q} --memorization {input.memorization:q}"
@@ -72,6 +74,7 @@ rule onset_table:
         runtime=res("onset_table", "runtime"),
     log:
         "results/logs/onset_table/all.log",
+    conda: "../../envs/plots.yaml"
     shell:
         "grokpath onset-table --cfg {params.cfg:q} --eval-samples {input.eval_samples:q} --out {output:q} --log {log:q}"
 
@@ -104,6 +107,7 @@ rule figures_paper_a:
         runtime=res("figures_paper_a", "runtime"),
     log:
         "results/logs/figures_paper_a/all.log",
+    conda: "../../envs/plots.yaml"
     shell:
         "grokpath figures-a --cfg {params.cfg:q} --curves {input.curves:q} --distances {input.distances:q}"
         " --cross-distances {input.cross_distances:q} --groups {input.groups:q} --ablation {input.ablation:q}"
@@ -128,6 +132,7 @@ rule theory:
         runtime=res("theory", "runtime"),
     log:
         "results/logs/theory/all.log",
+    conda: "../../envs/torch.yaml"
     shell:
         "grokpath theory --cfg {params.cfg:q} --out {output.table:q} --figure {output.figure:q} --log {log:q}"
 

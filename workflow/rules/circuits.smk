@@ -43,6 +43,7 @@ rule circuits_train:
         "results/logs/circuits_train/{circuit_task}_dh{d_h}_D{D}.log",
     benchmark:
         "results/benchmarks/circuits_train/{circuit_task}_dh{d_h}_D{D}.tsv"
+    conda: "../../envs/torch.yaml"
     shell:
         "grokpath circuits-train --cfg {params.cfg:q} --task {wildcards.circuit_task} --d-h {wildcards.d_h}"
         " --D {wildcards.D} --threads {threads} --out {output:q} --log {log:q}"
@@ -62,6 +63,7 @@ rule circuits_train_mix:
         "results/logs/circuits_train_mix/{mix_task}_L{n_layers}_dh{d_h}_D{D}.log",
     benchmark:
         "results/benchmarks/circuits_train_mix/{mix_task}_L{n_layers}_dh{d_h}_D{D}.tsv"
+    conda: "../../envs/torch.yaml"
     shell:
         "grokpath circuits-train --cfg {params.cfg:q} --task {wildcards.mix_task} --n-layers {wildcards.n_layers}"
         " --d-h {wildcards.d_h} --D {wildcards.D} --threads {threads} --out {output:q} --log {log:q}"
@@ -80,6 +82,7 @@ rule circuits_classify:
         runtime=res("circuits_classify", "runtime"),
     log:
         "results/logs/circuits_classify/all.log",
+    conda: "../../envs/plots.yaml"
     shell:
         "grokpath circuits-classify --cfg {params.cfg:q} --runs {input.runs:q} --out {output:q} --log {log:q}"
 
@@ -107,6 +110,7 @@ rule circuits_figures:
         runtime=res("circuits_figures", "runtime"),
     log:
         "results/logs/circuits_figures/all.log",
+    conda: "../../envs/plots.yaml"
     shell:
         "grokpath circuits-figures --cfg {params.cfg:q} --regimes {input.regimes:q} --runs {input.runs:q}"
         " --out {output.png:q} --log {log:q}"
@@ -126,6 +130,7 @@ rule circuits_paper_a_regimes:
         runtime=res("circuits_paper_a_regimes", "runtime"),
     log:
         "results/logs/circuits_paper_a_regimes/all.log",
+    conda: "../../envs/plots.yaml"
     shell:
         "grokpath circuits-paper-a --cfg {params.cfg:q} --curves {input.curves:q} --out {output:q} --log {log:q}"
 

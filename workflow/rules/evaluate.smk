@@ -51,6 +51,7 @@ if TUNING == "lora":
             "results/logs/tune/{ckpt}.log",
         benchmark:
             "results/benchmarks/tune/{ckpt}.tsv"
+        conda: "../../envs/eval.yaml"
         shell:
             "grokpath tune --cfg {params.cfg:q} --checkpoint {input.checkpoint:q} {params.data}"
             " --out {output:q} --threads {threads} --log {log:q}"
@@ -79,6 +80,7 @@ rule evaluate:
         "results/logs/evaluate/{ckpt}.log",
     benchmark:
         "results/benchmarks/evaluate/{ckpt}.tsv"
+    conda: "../../envs/eval.yaml"
     shell:
         "grokpath evaluate --cfg {params.cfg:q} --checkpoint {input.model:q} --ckpt {wildcards.ckpt:q}"
         " {params.tests} --tasks-dir {params.tasks_dir:q} --out {params.out:q} --threads {threads} --log {log:q}"

@@ -27,6 +27,7 @@ rule memorization:
         runtime=res("memorization", "runtime"),
     log:
         "results/logs/memorization/{domain}.log",
+    conda: "../../envs/plots.yaml"
     shell:
         "grokpath memorization --cfg {params.cfg:q} --domain {wildcards.domain:q} --traces {input.traces:q}"
         " --out {output.memorization:q} --ablation-out {output.ablation:q} --log {log:q}"
@@ -47,6 +48,7 @@ rule pathways:
         runtime=res("pathways", "runtime"),
     log:
         "results/logs/pathways/{domain}.log",
+    conda: "../../envs/plots.yaml"
     shell:
         "grokpath pathways --cfg {params.cfg:q} --domain {wildcards.domain:q} --traces {input.traces:q}"
         " --memorization {input.memorization:q} --out {output.pathways:q} --distances-out {output.distances:q}"
@@ -66,6 +68,7 @@ rule cross_distances:
         runtime=res("cross_distances", "runtime"),
     log:
         "results/logs/cross_distances/all.log",
+    conda: "../../envs/plots.yaml"
     shell:
         "grokpath cross-distances --cfg {params.cfg:q} --pathways {input.pathways:q} --out {output:q}"
         " --threads {threads} --log {log:q}"
@@ -85,6 +88,7 @@ rule consistency:
         runtime=res("consistency", "runtime"),
     log:
         "results/logs/consistency/{domain}.log",
+    conda: "../../envs/plots.yaml"
     shell:
         "grokpath consistency --cfg {params.cfg:q} --domain {wildcards.domain:q} --traces {input.traces:q}"
         " --router-weights {input.router_weights:q} --out {output:q} --log {log:q}"
@@ -103,6 +107,7 @@ rule onset:
         runtime=res("onset", "runtime"),
     log:
         "results/logs/onset/{domain}.log",
+    conda: "../../envs/plots.yaml"
     shell:
         "grokpath onset --cfg {params.cfg:q} --domain {wildcards.domain:q} --eval-samples {input.eval_samples:q}"
         " --out {output:q} --log {log:q}"
@@ -124,6 +129,7 @@ rule groups:
         runtime=res("groups", "runtime"),
     log:
         "results/logs/groups/{domain}.log",
+    conda: "../../envs/plots.yaml"
     shell:
         "grokpath groups --cfg {params.cfg:q} --domain {wildcards.domain:q} --memorization {input.memorization:q}"
         " --onset {input.onset:q} --train-texts {input.train_texts:q} --test-texts {input.test_texts:q}"
@@ -143,6 +149,7 @@ rule metrics_gather:
         runtime=res("metrics_gather", "runtime"),
     log:
         "results/logs/metrics_gather/{table}.log",
+    conda: "../../envs/plots.yaml"
     shell:
         "grokpath metrics-gather --inputs {input:q} --out {output:q} --log {log:q}"
 

@@ -27,6 +27,7 @@ if config["checkpoints"]["source"] == "mini":
             "results/logs/pretrain/all.log",
         benchmark:
             "results/benchmarks/pretrain/all.tsv"
+        conda: "../../envs/torch.yaml"
         shell:
             "grokpath pretrain --cfg {params.cfg:q} --world {params.world:q} --tokenizer {input.tokenizer:q}"
             " --checkpoints {params.checkpoints:q} --loss {output.loss:q} --monitor {output.monitor:q}"
@@ -49,6 +50,7 @@ if config["checkpoints"]["source"] == "mini":
             runtime=res("monitor_figure", "runtime"),
         log:
             "results/logs/monitor_figure/all.log",
+        conda: "../../envs/plots.yaml"
         shell:
             "grokpath monitor-figure --monitor {input.monitor:q} --out {output.png:q} --log {log:q}"
 

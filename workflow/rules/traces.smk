@@ -20,6 +20,7 @@ if config["checkpoints"]["source"] == "hf":
         log:
             "results/logs/fetch_checkpoint/{ckpt}.log",
         localrule: True
+        conda: "../../envs/torch.yaml"
         shell:
             "grokpath fetch-checkpoint --cfg {params.cfg:q} --ckpt {wildcards.ckpt:q} --out {output:q} --log {log:q}"
 
@@ -45,6 +46,7 @@ rule traces:
         "results/logs/traces/{ckpt}.log",
     benchmark:
         "results/benchmarks/traces/{ckpt}.tsv"
+    conda: "../../envs/torch.yaml"
     shell:
         "grokpath traces --cfg {params.cfg:q} --checkpoint {input.checkpoint:q} --ckpt {wildcards.ckpt:q}"
         " --out {params.out:q} --threads {threads} --log {log:q}"

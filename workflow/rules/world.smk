@@ -16,6 +16,7 @@ if config["checkpoints"]["source"] == "mini":
             runtime=res("world", "runtime"),
         log:
             "results/logs/world/all.log",
+        conda: "../../envs/torch.yaml"
         shell:
             "grokpath world --cfg {params.cfg:q} --out {params.out:q} --tokenizer-out {output.tokenizer:q} --log {log:q}"
 
