@@ -142,7 +142,8 @@ def build_curves(
         (distances["group"] == group) & (distances["layer"] == -1) & np.isclose(distances["threshold"].astype(float), threshold)
     ]
     known_group = group in {"all", "memorized", "not_memorized"} or group.startswith("t*=")
-    if dist.empty and not distances.empty and known_group:
+    known_threshold = np.isclose(distances["threshold"].astype(float), threshold).any()
+    if dist.empty and not distances.empty and known_group and known_threshold:
         # a legitimate but empty group (e.g. nothing memorized in a short run): NaN, not a failure
         log.warning("distances.parquet has no rows for group '%s' at threshold %s: pathway_distance is NaN", group, threshold)
     elif dist.empty and not distances.empty:

@@ -2,7 +2,8 @@
 
 nanoGPT-plain: one loop, AdamW with linear warmup then constant lr, weight
 decay, balanced domains (each step takes ``batch_size`` random training texts
-from every domain and averages the per-domain losses). The loss is plain
+from every domain, or all of them when ``batch_size`` is 0/null = full batch,
+and averages the per-domain losses). The loss is plain
 language modelling over every token of each text (``loss_on: all``, as in the
 paper's pretraining data) or only over the answer tokens (``loss_on: answer``).
 
@@ -186,6 +187,7 @@ def pretrain(
     if longest > pre["max_position_embeddings"]:
         raise ValueError(f"pretrain.max_position_embeddings={pre['max_position_embeddings']} < longest training text ({longest} tokens)")
 
+    full_batch = not pre["batch_size"]  # 0 or null: full batch
     torch.manual_seed(pre["seed"])
     model = OlmoeForCausalLM(model_config(pre, tokenizer))
     optimizer = torch.optim.AdamW(
@@ -232,8 +234,11 @@ def pretrain(
         total, aux_total = 0.0, 0.0
         for d in domains:
             n = len(data[d]["input_ids"])
-            index = torch.randperm(n, generator=sampler)[: pre["batch_size"]]
-            losses, _, out = sequence_losses(model, take(data[d], index))
+            if full_batch:  # every training text of the domain, every step (the grokking setting)
+                batch = data[d]
+            else:
+                batch = take(data[d], torch.randperm(n, generator=sampler)[: pre["batch_size"]])
+            losses, _, out = sequence_losses(model, batch)
             loss = losses.mean()
             aux = out.aux_loss if getattr(out, "aux_loss", None) is not None else torch.zeros(())
             ((loss + pre["router_aux_loss_coef"] * aux) / len(domains)).backward()
