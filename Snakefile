@@ -1,6 +1,7 @@
 # grokpath: grokking in MoE pretraining (Li, Fan & Zhou 2025) and the circuits
 # competition (Huang et al. 2024). Thin by design: config, validation, includes, `all`.
-from snakemake.utils import min_version, validate
+from snakemake.exceptions import WorkflowError
+from snakemake.utils import min_version
 
 min_version("9.0")
 
@@ -9,7 +10,14 @@ configfile: "config/config.yaml"
 report: "workflow/report/workflow.rst"
 
 
-validate(config, "workflow/schemas/config.schema.yaml", set_default=True)
+# grokpath's validator fills the schema's defaults and names the bad key in full
+# (e.g. "pathways.threshhold"); snakemake's own validate names only the leaf.
+from grokpath.config import ConfigError, load_schema, validate as validate_config
+
+try:
+    validate_config(config, load_schema(workflow.source_path("workflow/schemas/config.schema.yaml")))
+except ConfigError as err:
+    raise WorkflowError(f"invalid config: {err}") from None
 
 
 include: "workflow/rules/common.smk"

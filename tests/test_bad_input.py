@@ -123,7 +123,7 @@ def test_corrupt_safetensors(workdir, local_study):
         fh.truncate(weights.stat().st_size // 2)
     domain = next(iter(local_study["domains"]))
     proc = run_bad(workdir, local_study["overlay"], f"results/traces/{local_study['ckpt']}/{domain}_train.parquet", dry_run=False)
-    expect_failure("truncated `model.safetensors`", proc, workdir, "corrupt", str(weights), jobs_run=1)
+    expect_failure("truncated `model.safetensors`", proc, workdir, "is corrupt or unreadable", str(weights), jobs_run=1)
     assert not (workdir / "results" / "traces" / local_study["ckpt"] / f"{domain}_train.parquet").exists()
 
 

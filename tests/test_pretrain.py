@@ -106,3 +106,21 @@ def test_answer_loss_mask(world):
 def test_learning_rate_schedule():
     cfg = {"lr": 1e-3, "warmup_steps": 4}
     assert [learning_rate(s, cfg) for s in range(6)] == pytest.approx([2.5e-4, 5e-4, 7.5e-4, 1e-3, 1e-3, 1e-3])
+
+
+def test_full_batch_uses_every_training_text(world, tmp_path):
+    from transformers import OlmoeForCausalLM, PreTrainedTokenizerFast
+
+    from grokpath.pretrain import model_config, read_jsonl, sequence_losses
+
+    cfg = micro_cfg(batch_size=0, steps=2, checkpoint_steps=[1, 2], loss_on="answer")
+    run(cfg, world, tmp_path)
+    logged = pd.read_parquet(tmp_path / "loss.parquet").set_index("step")
+    tok = PreTrainedTokenizerFast.from_pretrained(str(world / "tokenizer"))
+    torch.manual_seed(cfg["pretrain"]["seed"])
+    model = OlmoeForCausalLM(model_config(cfg["pretrain"], tok))  # the same initial weights
+    with torch.no_grad():
+        for d in DOMAINS:
+            rows = read_jsonl(world / "world" / d / "train.jsonl")
+            expected = sequence_losses(model, encode(rows, tok, "answer"))[0].mean().item()
+            assert logged.loc[1, f"loss_{d}"] == pytest.approx(expected, abs=1e-5)  # step 1 saw the whole domain

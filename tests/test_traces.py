@@ -238,3 +238,67 @@ def test_revision_sha_and_step_come_from_provenance(study, tmp_path):
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == sorted(
         [f"beta_{s}.parquet" for s in ("train", "validation", "test")] + ["router_weights.npy"]
     )
+
+
+def write_prompted_split(path, n, seed, prefix):
+    """Records with prompt/target, ``text == prompt + target + "\\n"``."""
+    rng = random.Random(seed)
+    records = []
+    for i in range(n):
+        prompt = " ".join(rng.choices(WORDS, k=rng.randint(1, 6)))
+        target = " " + " ".join(rng.choices(WORDS, k=rng.randint(1, 3)))
+        records.append({"sample_id": f"{prefix}-{i:03d}", "text": prompt + target + "\n", "prompt": prompt, "target": target})
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(json.dumps(r) + "\n" for r in records))
+    return records
+
+
+def test_target_loss_is_mean_nll_over_target_tokens(study, tmp_path):
+    root, model, tokenizer, cfg = study
+    splits = {s: tmp_path / "data" / f"{s}.jsonl" for s in ("train", "validation", "test")}
+    records = {s: write_prompted_split(p, n=5, seed=i, prefix=s) for i, (s, p) in enumerate(splits.items())}
+    domains = {"gamma": {s: str(p) for s, p in splits.items()}}
+    target_cfg = validate({"domains": domains, "traces": {"batch_size": 2, "max_length": 12, "loss_on": "target"}}, load_schema())
+    all_cfg = validate({"domains": domains, "traces": {"batch_size": 2, "max_length": 12}}, load_schema())
+    run_traces(target_cfg, root / "ckpt", "step000100", tmp_path / "target")
+    run_traces(all_cfg, root / "ckpt", "step000100", tmp_path / "all")
+    target = pq.read_table(tmp_path / "target" / "gamma_train.parquet").to_pandas().set_index("sample_id")
+    whole = pq.read_table(tmp_path / "all" / "gamma_train.parquet").to_pandas().set_index("sample_id")
+    assert read_metadata(tmp_path / "target" / "gamma_train.parquet")["loss_on"] == "target"
+    for record in records["train"]:
+        ids = tokenizer(record["text"])["input_ids"][:12]
+        n_prompt = 1 + len(record["prompt"].split())  # BOS + one token per prompt word
+        with torch.no_grad():
+            logits = model(torch.tensor([ids])).logits[0]
+        log_probs = torch.log_softmax(logits.double(), -1)
+        nll = [-log_probs[t - 1, ids[t]].item() for t in range(n_prompt, len(ids))]  # token t predicted at t-1
+        assert target.loc[record["sample_id"], "loss"] == pytest.approx(sum(nll) / len(nll), abs=2e-5)
+        everything = [-log_probs[t - 1, ids[t]].item() for t in range(1, len(ids))]
+        assert whole.loc[record["sample_id"], "loss"] == pytest.approx(sum(everything) / len(everything), abs=2e-5)
+    # routing stays a mean over all real tokens
+    np.testing.assert_allclose(np.stack(target.routing), np.stack(whole.loc[target.index].routing), atol=1e-6)
+
+
+def test_target_loss_counts_target_and_newline_with_world_tokenizer():
+    from grokpath.traces import target_starts
+    from grokpath.world.tokenizer import build_tokenizer
+
+    records = [{"sample_id": "m-1", "prompt": "17 + 25 =", "target": " 19", "text": "17 + 25 = 19\n"},
+               {"sample_id": "m-2", "prompt": "the friend of ama is", "target": " bek", "text": "the friend of ama is bek\n"}]
+    tokenizer = build_tokenizer([r["text"] for r in records])
+    ids = [tokenizer(r["text"])["input_ids"] for r in records]
+    starts = target_starts(tokenizer, records, ids, "world.jsonl")
+    assert starts == [5, 6]  # BOS + prompt words; the target word and "\n" remain
+    assert [tokenizer.convert_ids_to_tokens(i[s:]) for i, s in zip(ids, starts)] == [["▁19", "\n"], ["▁bek", "\n"]]
+
+
+def test_target_loss_needs_prompt_and_target(study, tmp_path):
+    root, _, _, cfg = study
+    target_cfg = {**cfg, "traces": {**cfg["traces"], "loss_on": "target"}}
+    with pytest.raises(ValueError, match=r"train.jsonl:1: field 'prompt' missing"):
+        run_traces(target_cfg, tmp_path / "no-such-checkpoint", "step000100", tmp_path / "out")
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(json.dumps({"sample_id": "x-1", "text": "w1 w2\n", "prompt": "w3", "target": " w2"}) + "\n")
+    domains = {"alpha": {s: str(bad) for s in ("train", "validation", "test")}}
+    with pytest.raises(ValueError, match=r"bad.jsonl: sample 'x-1': field 'text' does not start with field 'prompt'"):
+        run_traces({**target_cfg, "domains": domains}, root / "ckpt", "step000100", tmp_path / "out")

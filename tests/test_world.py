@@ -104,3 +104,30 @@ def test_bad_world_config_names_field():
         generate_world(world_cfg(train_fraction=0.95, validation_fraction=0.1)["world"], ["math"])
     with pytest.raises(ValueError, match="no mini-world generator"):
         generate_world(world_cfg()["world"], ["biology"])
+
+
+def test_grokking_criterion_hand_made_curves():
+    import pandas as pd
+
+    from grokpath.world.criterion import grokking_criterion
+
+    steps = [100, 200, 300, 400, 500, 600]
+    curves = pd.DataFrame({
+        "domain": ["groks"] * 6 + ["together"] * 6 + ["never"] * 6,
+        "step": steps * 3,
+        # groks: loss settled (within 0.05 of 0.01) from step 200; accuracy passes 0.9/2 at step 400 -> gap 2
+        # together: loss settles at 400, accuracy passes half at 400 -> gap 0
+        # never: final accuracy 0.1 is no real rise even though the gap is large
+        "train_loss": [1.0, 0.05, 0.02, 0.01, 0.01, 0.01] + [2.0, 1.0, 0.5, 0.03, 0.01, 0.01] + [1.0, 0.01, 0.01, 0.01, 0.01, 0.01],
+        "test_accuracy": [0.0, 0.05, 0.2, 0.5, 0.8, 0.9] + [0.0, 0.1, 0.3, 0.6, 0.7, 0.8] + [0.0, 0.0, 0.0, 0.0, 0.1, 0.1],
+    })
+    verdict = grokking_criterion(curves).set_index("domain")
+    assert verdict.loc["groks", "loss_settled_at"] == 200 and verdict.loc["groks", "accuracy_half_at"] == 400
+    assert verdict.loc["groks", "gap_checkpoints"] == 2 and verdict.loc["groks", "groks"]
+    assert verdict.loc["together", "gap_checkpoints"] == 0 and not verdict.loc["together", "groks"]
+    assert verdict.loc["never", "gap_checkpoints"] == 3 and not verdict.loc["never", "groks"]
+    # a loss that leaves the band again is not settled: 0.2 at step 300 moves settling to 400
+    bumped = curves.assign(train_loss=[1.0, 0.05, 0.2, 0.01, 0.01, 0.01] * 3)
+    assert grokking_criterion(bumped).set_index("domain").loc["groks", "loss_settled_at"] == 400
+    with pytest.raises(ValueError, match="test_accuracy"):
+        grokking_criterion(curves.drop(columns="test_accuracy"))

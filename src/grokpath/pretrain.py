@@ -119,6 +119,7 @@ def model_config(pretrain: dict, tokenizer: PreTrainedTokenizerFast) -> OlmoeCon
         num_experts_per_tok=pretrain["top_k"],
         max_position_embeddings=pretrain["max_position_embeddings"],
         router_aux_loss_coef=pretrain["router_aux_loss_coef"],
+        initializer_range=pretrain["init_std"],
         output_router_logits=pretrain["router_aux_loss_coef"] > 0,
         norm_topk_prob=False,
         tie_word_embeddings=False,

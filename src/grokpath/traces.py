@@ -8,7 +8,9 @@
 Trace Parquet, one row per sample, sorted by sample_id:
 sample_id, domain, split (dictionary strings), ckpt (string), step (int64),
 revision_sha (string, nullable), n_tokens (int32: real tokens after truncation),
-loss (float32: mean next-token NLL over the n_tokens - 1 predictions),
+loss (float32: mean next-token NLL over the n_tokens - 1 predictions with
+``traces.loss_on: all``; with ``target``, over the tokens after the prompt only,
+i.e. the target and the closing newline of ``text == prompt + target + "\n"``),
 routing (fixed_size_list<float32>[L*K], layer-major token-mean routing weights).
 """
 from __future__ import annotations
@@ -39,11 +41,12 @@ from grokpath.routing import DEFAULT_GATE_MODULE, RouterCapture, find_gates, num
 log = logging.getLogger(__name__)
 
 NORMALIZATIONS = ("softmax", "topk")
+LOSS_ON = ("all", "target")
 
 
 @dataclass
 class TraceBatch:
-    loss: torch.Tensor  # (B,) float32, mean token NLL over real tokens
+    loss: torch.Tensor  # (B,) float32, mean token NLL over real (or loss_mask) tokens
     routing: torch.Tensor  # (B, L, K) float32, token-mean routing weights over real tokens
     token_expert_ids: torch.Tensor | None = None  # (B, T, L, top_k) int64, per-token top-k experts
     token_weights: torch.Tensor | None = None  # (B, T, L, top_k) float32, their weights
@@ -64,13 +67,19 @@ def routing_weights(logits: torch.Tensor, normalization: str, top_k: int) -> tor
     raise ValueError(f"traces.routing_normalization '{normalization}' is not one of {NORMALIZATIONS}")
 
 
-def sample_losses(logits: torch.Tensor, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+def sample_losses(
+    logits: torch.Tensor, input_ids: torch.Tensor, attention_mask: torch.Tensor, loss_mask: torch.Tensor | None = None
+) -> torch.Tensor:
     """Mean next-token NLL per sample over real positions (B,), float32.
 
+    ``loss_mask`` (B, T), if given, keeps only the positions whose token it marks
+    (e.g. the target tokens); position 0 is never predicted.
     Half-precision logits are upcast one sample at a time, so a 7B model's
     (B, T, 50k) logits are never copied to float32 whole.
     """
     valid = (attention_mask[:, 1:] * attention_mask[:, :-1]).float()
+    if loss_mask is not None:
+        valid = valid * loss_mask[:, 1:].to(valid)
     if logits.dtype == torch.float32:
         batch, length, vocab = logits.shape
         nll = F.cross_entropy(logits[:, :-1].reshape(-1, vocab), input_ids[:, 1:].reshape(-1), reduction="none")
@@ -90,8 +99,12 @@ def trace_pass(
     normalization: str = "softmax",
     gate_module: str = DEFAULT_GATE_MODULE,
     per_token: bool = False,
+    loss_mask: torch.Tensor | None = None,
 ) -> TraceBatch:
-    """One forward pass: per-sample loss, token-mean routing and (optionally) per-token top-k."""
+    """One forward pass: per-sample loss, token-mean routing and (optionally) per-token top-k.
+
+    The loss is over ``loss_mask`` tokens when given; routing is always over all real tokens.
+    """
     if normalization not in NORMALIZATIONS:
         raise ValueError(f"traces.routing_normalization '{normalization}' is not one of {NORMALIZATIONS}")
     device = next(model.parameters()).device
@@ -106,7 +119,7 @@ def trace_pass(
     mask = attention_mask.float()
     routing = (weights * mask[None, :, :, None]).sum(2) / mask.sum(1)[None, :, None]  # (L, B, K)
     result = TraceBatch(
-        loss=sample_losses(out.logits, input_ids, attention_mask).cpu(),
+        loss=sample_losses(out.logits, input_ids, attention_mask, None if loss_mask is None else loss_mask.to(device)).cpu(),
         routing=routing.permute(1, 0, 2).contiguous().cpu(),
     )
     if per_token:
@@ -116,10 +129,11 @@ def trace_pass(
     return result
 
 
-def trace_batch(model, input_ids, attention_mask, normalization="softmax"):
+def trace_batch(model, input_ids, attention_mask, normalization="softmax", loss_mask=None):
     """(loss (B,), routing (B, L, K)): mean token NLL and token-mean routing weights over
-    real tokens (attention_mask 1), from ONE forward pass; float32 CPU tensors."""
-    result = trace_pass(model, input_ids, attention_mask, normalization)
+    real tokens (attention_mask 1), from ONE forward pass; float32 CPU tensors.
+    With ``loss_mask`` (B, T), the NLL is over the marked tokens only (routing is not)."""
+    result = trace_pass(model, input_ids, attention_mask, normalization, loss_mask=loss_mask)
     return result.loss, result.routing
 
 
@@ -155,12 +169,40 @@ def tokenize_split(tokenizer, records: list[dict], max_length: int, where: str) 
     return encoded, n_truncated
 
 
+def target_starts(tokenizer, records: list[dict], token_ids: list[list[int]], where: str) -> list[int]:
+    """Per record, the first token position after the prompt (``traces.loss_on: target``).
+
+    A token belongs to the target when its characters end beyond ``len(prompt)``
+    (tokenizer offsets), so the target and the closing newline count, the prompt
+    and BOS do not; a token straddling the boundary counts as target.
+    """
+    for record in records:
+        if not record["text"].startswith(record["prompt"]):
+            raise DataError(f"{where}: sample '{record['sample_id']}': field 'text' does not start with field 'prompt'")
+    if tokenizer.is_fast:
+        offsets = tokenizer([r["text"] for r in records], add_special_tokens=True, return_offsets_mapping=True)["offset_mapping"]
+        starts = [
+            next((t for t, (_, end) in enumerate(spans) if end > len(r["prompt"])), len(spans))
+            for r, spans in zip(records, offsets)
+        ]
+    else:
+        starts = [len(tokenizer(r["prompt"], add_special_tokens=True)["input_ids"]) for r in records]
+    for record, start, ids in zip(records, starts, token_ids):
+        if start >= len(ids):
+            raise DataError(
+                f"{where}: sample '{record['sample_id']}' has no target token within traces.max_length={len(ids)} "
+                f"(prompt takes {start} tokens); traces.loss_on=target needs one"
+            )
+    return [max(1, s) for s in starts]
+
+
 def trace_split(
-    model, token_ids: list[list[int]], pad_id: int, traces: dict, desc: str
+    model, token_ids: list[list[int]], pad_id: int, traces: dict, desc: str, loss_starts: list[int] | None = None
 ) -> tuple[np.ndarray, np.ndarray, list[TraceBatch], list[int]]:
     """Loss (N,) and routing (N, L, K) in input order, streaming length-sorted batches.
 
-    Also returns the batches and their sample order (for per-token output).
+    ``loss_starts[i]``, if given, is sample i's first loss position (the loss is over
+    tokens from there on). Also returns the batches and their sample order (for per-token output).
     """
     order = sorted(range(len(token_ids)), key=lambda i: len(token_ids[i]))  # less padding per batch
     batch_size = int(traces["batch_size"])
@@ -173,8 +215,14 @@ def trace_split(
         for row, i in enumerate(index):  # right padding
             input_ids[row, : len(token_ids[i])] = torch.tensor(token_ids[i])
             attention_mask[row, : len(token_ids[i])] = 1
+        loss_mask = None
+        if loss_starts is not None:
+            loss_mask = attention_mask.clone()
+            for row, i in enumerate(index):
+                loss_mask[row, : loss_starts[i]] = 0
         result = trace_pass(
-            model, input_ids, attention_mask, traces["routing_normalization"], traces["gate_module"], traces["per_token"]
+            model, input_ids, attention_mask, traces["routing_normalization"], traces["gate_module"], traces["per_token"],
+            loss_mask=loss_mask,
         )
         for row, i in enumerate(index):
             losses[i], routings[i] = result.loss[row].item(), result.routing[row].numpy()
@@ -231,6 +279,9 @@ def run_traces(cfg: dict, checkpoint_dir: Path | str, ckpt: str, out_dir: Path |
     checkpoints, domains, traces = cfg["checkpoints"], cfg["domains"], cfg["traces"]
     if traces["routing_normalization"] not in NORMALIZATIONS:
         raise ValueError(f"traces.routing_normalization '{traces['routing_normalization']}' is not one of {NORMALIZATIONS}")
+    loss_on = traces.get("loss_on", "all")
+    if loss_on not in LOSS_ON:
+        raise ValueError(f"traces.loss_on '{loss_on}' is not one of {LOSS_ON}")
     checkpoint_dir, out_dir = Path(checkpoint_dir), Path(out_dir)
     trust = bool(checkpoints["trust_remote_code"])
     step = checkpoint_step(checkpoints, ckpt)
@@ -238,7 +289,8 @@ def run_traces(cfg: dict, checkpoint_dir: Path | str, ckpt: str, out_dir: Path |
     if not domains:
         raise DataError("domains is empty: configure at least one domain to trace")
     paths = {(d, s): split_path(domains, d, s) for d in domains for s in SPLITS}
-    records_of = {key: read_split(path) for key, path in paths.items()}  # all data checked first
+    require = ("sample_id", "text") + (("prompt", "target") if loss_on == "target" else ())
+    records_of = {key: read_split(path, require) for key, path in paths.items()}  # all data checked first
     verify_checkpoint_dir(checkpoint_dir)
 
     tokenizer = load_tokenizer(checkpoints.get("tokenizer") or checkpoint_dir, trust_remote_code=trust)
@@ -248,7 +300,8 @@ def run_traces(cfg: dict, checkpoint_dir: Path | str, ckpt: str, out_dir: Path |
     for (domain, split), records in records_of.items():
         path = paths[domain, split]
         token_ids, n_truncated = tokenize_split(tokenizer, records, max_length, path)
-        inputs[domain, split] = (records, token_ids, n_truncated)
+        starts = target_starts(tokenizer, records, token_ids, path) if loss_on == "target" else None
+        inputs[domain, split] = (records, token_ids, n_truncated, starts)
         if n_truncated:
             log.info("%s: %d of %d samples truncated to %d tokens", path, n_truncated, len(records), max_length)
 
@@ -266,13 +319,14 @@ def run_traces(cfg: dict, checkpoint_dir: Path | str, ckpt: str, out_dir: Path |
         "ckpt": ckpt,
         "step": step,
         "max_length": max_length,
+        "loss_on": loss_on,
         "dtype": traces["dtype"],
         "gate_module": traces["gate_module"],
     }
 
     written = []
-    for (domain, split), (records, token_ids, n_truncated) in inputs.items():
-        loss, routing, batches, order = trace_split(model, token_ids, pad_id, traces, f"{ckpt} {domain}/{split}")
+    for (domain, split), (records, token_ids, n_truncated, starts) in inputs.items():
+        loss, routing, batches, order = trace_split(model, token_ids, pad_id, traces, f"{ckpt} {domain}/{split}", starts)
         sample_ids = [r["sample_id"] for r in records]
         rows = sorted(range(len(records)), key=lambda i: sample_ids[i])
         n = len(rows)
