@@ -37,12 +37,11 @@ def task_name(domains: dict, domain: str) -> str:
     return (domains[domain] or {}).get("task") or MINI_WORLD_TASK.format(domain=domain)
 
 
-def read_split(path: Path | str, require: tuple[str, ...] = ("sample_id", "text")) -> list[dict]:
-    """Records of a JSONL file; every record must carry ``require`` as strings, ids unique."""
+def iter_jsonl(path: Path | str):
+    """(line number, object) for each non-blank line; a bad line fails naming file and line."""
     path = Path(path)
     if not path.is_file():
         raise DataError(f"data file '{path}' does not exist")
-    records, seen = [], {}
     with open(path, encoding="utf-8") as fh:
         for line_no, line in enumerate(fh, start=1):
             if not line.strip():
@@ -53,17 +52,24 @@ def read_split(path: Path | str, require: tuple[str, ...] = ("sample_id", "text"
                 raise DataError(f"{path}:{line_no}: not valid JSON ({err.msg})") from None
             if not isinstance(record, dict):
                 raise DataError(f"{path}:{line_no}: a record must be a JSON object")
-            for field in require:
-                if not isinstance(record.get(field), str):
-                    raise DataError(f"{path}:{line_no}: field '{field}' missing or not a string")
-            if not record["sample_id"]:
-                raise DataError(f"{path}:{line_no}: field 'sample_id' is empty")
-            if record["sample_id"] in seen:
-                raise DataError(
-                    f"{path}:{line_no}: duplicate sample_id '{record['sample_id']}' (first on line {seen[record['sample_id']]})"
-                )
-            seen[record["sample_id"]] = line_no
-            records.append(record)
+            yield line_no, record
+
+
+def read_split(path: Path | str, require: tuple[str, ...] = ("sample_id", "text")) -> list[dict]:
+    """Records of a JSONL file; every record must carry ``require`` as strings, ids unique."""
+    records, seen = [], {}
+    for line_no, record in iter_jsonl(path):
+        for field in require:
+            if not isinstance(record.get(field), str):
+                raise DataError(f"{path}:{line_no}: field '{field}' missing or not a string")
+        if not record["sample_id"]:
+            raise DataError(f"{path}:{line_no}: field 'sample_id' is empty")
+        if record["sample_id"] in seen:
+            raise DataError(
+                f"{path}:{line_no}: duplicate sample_id '{record['sample_id']}' (first on line {seen[record['sample_id']]})"
+            )
+        seen[record["sample_id"]] = line_no
+        records.append(record)
     if not records:
         raise DataError(f"data file '{path}' holds no records")
     return records

@@ -19,6 +19,7 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
+from grokpath.data import iter_jsonl
 from grokpath.io import atomic_dir
 
 log = logging.getLogger(__name__)
@@ -29,27 +30,17 @@ RESPONSE_FIELDS = ("response", "output")
 
 def read_pairs(path: Path | str, max_samples: int | None = None) -> list[dict]:
     """Instruction/response pairs of a JSONL file as {instruction, input, response}."""
-    path = Path(path)
-    if not path.is_file():
+    if not Path(path).is_file():
         raise FileNotFoundError(f"LoRA data file {path} does not exist (evaluation.lora.data)")
     pairs = []
-    with open(path, encoding="utf-8") as fh:
-        for line_no, line in enumerate(fh, start=1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as err:
-                raise ValueError(f"{path}:{line_no}: not valid JSON ({err.msg})") from None
-            instruction = next((record[k] for k in INSTRUCTION_FIELDS if isinstance(record.get(k), str)), None)
-            response = next((record[k] for k in RESPONSE_FIELDS if isinstance(record.get(k), str)), None)
-            if instruction is None or response is None:
-                raise ValueError(
-                    f"{path}:{line_no}: needs a string field of {INSTRUCTION_FIELDS} and one of {RESPONSE_FIELDS}"
-                )
-            pairs.append({"instruction": instruction, "input": record.get("input") or "", "response": response})
-            if max_samples and len(pairs) >= max_samples:
-                break
+    for line_no, record in iter_jsonl(path):
+        instruction = next((record[k] for k in INSTRUCTION_FIELDS if isinstance(record.get(k), str)), None)
+        response = next((record[k] for k in RESPONSE_FIELDS if isinstance(record.get(k), str)), None)
+        if instruction is None or response is None:
+            raise ValueError(f"{path}:{line_no}: needs a string field of {INSTRUCTION_FIELDS} and one of {RESPONSE_FIELDS}")
+        pairs.append({"instruction": instruction, "input": record.get("input") or "", "response": response})
+        if max_samples and len(pairs) >= max_samples:
+            break
     if not pairs:
         raise ValueError(f"LoRA data file {path} holds no pairs")
     return pairs
