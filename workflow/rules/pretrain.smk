@@ -18,7 +18,7 @@ if config["checkpoints"]["source"] == "mini":
             world="results/world",
             checkpoints="results/checkpoints",
             state="results/pretrain/state",
-        threads: res("pretrain", "threads")
+        threads: config["pretrain"]["threads"]  # torch threads: the scheduler reserves what the job uses
         resources:
             mem_mb=res("pretrain", "mem_mb"),
             runtime=res("pretrain", "runtime"),
