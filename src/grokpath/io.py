@@ -16,6 +16,12 @@ import pyarrow.parquet as pq
 from grokpath import __version__
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 @contextlib.contextmanager
 def atomic_path(final: Path | str, suffix: str = "") -> Iterator[Path]:
     """Yield a temp path beside ``final``; rename over ``final`` only on success."""
@@ -26,6 +32,7 @@ def atomic_path(final: Path | str, suffix: str = "") -> Iterator[Path]:
     tmp = Path(tmp)
     try:
         yield tmp
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give results the usual mode
         os.replace(tmp, final)
     finally:
         if tmp.exists():
@@ -40,6 +47,7 @@ def atomic_dir(final: Path | str) -> Iterator[Path]:
     tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=final.parent))
     try:
         yield tmp
+        os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes 0700
         if final.exists():
             shutil.rmtree(final)
         os.replace(tmp, final)
