@@ -288,6 +288,8 @@ def run_evaluation(
 
     out_dir.mkdir(parents=True, exist_ok=True)
     throwaway_cache = evaluation["datasets_cache"] is None
+    for stale in out_dir.glob(".hf_datasets.*"):  # left by a killed run
+        shutil.rmtree(stale, ignore_errors=True)
     cache_dir = Path(tempfile.mkdtemp(prefix=".hf_datasets.", dir=out_dir)) if throwaway_cache else Path(evaluation["datasets_cache"])
     try:
         with _offline_env(cache_dir, evaluation["allow_code_execution"]):

@@ -22,12 +22,23 @@ def _umask() -> int:
     return mask
 
 
+def _temp_prefix(final: Path) -> str:
+    return f".{final.name}.grokpath-tmp-"
+
+
+def _remove_stale_temps(final: Path) -> None:
+    """Temp siblings a SIGKILLed writer of ``final`` left behind (no finally runs then)."""
+    for stale in final.parent.glob(_temp_prefix(final) + "*"):
+        shutil.rmtree(stale) if stale.is_dir() else stale.unlink(missing_ok=True)
+
+
 @contextlib.contextmanager
 def atomic_path(final: Path | str, suffix: str = "") -> Iterator[Path]:
     """Yield a temp path beside ``final``; rename over ``final`` only on success."""
     final = Path(final)
     final.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{final.name}.", suffix=suffix or ".tmp", dir=final.parent)
+    _remove_stale_temps(final)
+    fd, tmp = tempfile.mkstemp(prefix=_temp_prefix(final), suffix=suffix or ".tmp", dir=final.parent)
     os.close(fd)
     tmp = Path(tmp)
     try:
@@ -44,7 +55,8 @@ def atomic_dir(final: Path | str) -> Iterator[Path]:
     """Yield a temp directory beside ``final``; swap it in whole on success."""
     final = Path(final)
     final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=final.parent))
+    _remove_stale_temps(final)
+    tmp = Path(tempfile.mkdtemp(prefix=_temp_prefix(final), dir=final.parent))
     try:
         yield tmp
         os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes 0700
