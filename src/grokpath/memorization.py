@@ -20,19 +20,29 @@ import pandas as pd
 log = logging.getLogger(__name__)
 
 
-def loss_matrix(losses: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Long (sample_id, step, loss) frame to (sample_ids (N,), steps (C,), loss (N, C)), steps ascending."""
-    missing = {"sample_id", "step", "loss"} - set(losses.columns)
+def sample_step_matrix(frame: pd.DataFrame, value: str, table: str, what: str) -> tuple[np.ndarray, np.ndarray, pd.DataFrame]:
+    """Long (sample_id, step, value) frame to (sample_ids, steps ascending, wide sample × step frame).
+
+    Every sample needs exactly one value at every checkpoint; ``table`` and ``what`` name
+    the input in errors (e.g. "loss table", "loss").
+    """
+    missing = {"sample_id", "step", value} - set(frame.columns)
     if missing:
-        raise ValueError(f"loss table lacks column(s) {sorted(missing)}")
-    if losses.duplicated(["sample_id", "step"]).any():
-        dup = losses.loc[losses.duplicated(["sample_id", "step"]), ["sample_id", "step"]].iloc[0]
-        raise ValueError(f"loss table has sample '{dup.sample_id}' twice at step {dup.step}")
-    wide = losses.pivot(index="sample_id", columns="step", values="loss").sort_index(axis=1)
+        raise ValueError(f"{table} lacks column(s) {sorted(missing)}")
+    if frame.duplicated(["sample_id", "step"]).any():
+        dup = frame.loc[frame.duplicated(["sample_id", "step"]), ["sample_id", "step"]].iloc[0]
+        raise ValueError(f"{table} has sample '{dup.sample_id}' twice at step {dup.step}")
+    wide = frame.pivot(index="sample_id", columns="step", values=value).sort_index(axis=1)
     if wide.isna().any().any():
         sample, step = wide.stack(future_stack=True).loc[lambda s: s.isna()].index[0]
-        raise ValueError(f"no loss for sample '{sample}' at step {step}: every sample needs every checkpoint")
-    return wide.index.to_numpy(), wide.columns.to_numpy(dtype=np.int64), wide.to_numpy(dtype=np.float64)
+        raise ValueError(f"no {what} for sample '{sample}' at step {step}: every sample needs every checkpoint")
+    return wide.index.to_numpy(), wide.columns.to_numpy(dtype=np.int64), wide
+
+
+def loss_matrix(losses: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Long (sample_id, step, loss) frame to (sample_ids (N,), steps (C,), loss (N, C)), steps ascending."""
+    sample_ids, steps, wide = sample_step_matrix(losses, "loss", "loss table", "loss")
+    return sample_ids, steps, wide.to_numpy(dtype=np.float64)
 
 
 def memorization_index(loss: np.ndarray, epsilon: float, delta: float) -> np.ndarray:

@@ -10,20 +10,13 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from grokpath.memorization import sample_step_matrix
+
 
 def correctness_matrix(samples: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Long (sample_id, step, correct) frame to (sample_ids (M,), steps (C,), correct (M, C) bool)."""
-    missing = {"sample_id", "step", "correct"} - set(samples.columns)
-    if missing:
-        raise ValueError(f"eval samples lack column(s) {sorted(missing)}")
-    if samples.duplicated(["sample_id", "step"]).any():
-        dup = samples.loc[samples.duplicated(["sample_id", "step"]), ["sample_id", "step"]].iloc[0]
-        raise ValueError(f"eval samples have sample '{dup.sample_id}' twice at step {dup.step}")
-    wide = samples.pivot(index="sample_id", columns="step", values="correct").sort_index(axis=1)
-    if wide.isna().any().any():
-        sample, step = wide.stack(future_stack=True).loc[lambda s: s.isna()].index[0]
-        raise ValueError(f"no eval result for sample '{sample}' at step {step}: every sample needs every checkpoint")
-    return wide.index.to_numpy(), wide.columns.to_numpy(dtype=np.int64), wide.to_numpy(dtype=bool)
+    sample_ids, steps, wide = sample_step_matrix(samples, "correct", "eval samples", "eval result")
+    return sample_ids, steps, wide.to_numpy(dtype=bool)
 
 
 def onset_index(correct: np.ndarray, min_accuracy: float = 0.8, max_errors: int = 1, require_correct_at_onset: bool = True) -> np.ndarray:
