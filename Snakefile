@@ -23,6 +23,11 @@ except ConfigError as err:
 include: "workflow/rules/common.smk"
 include: "workflow/rules/world.smk"
 include: "workflow/rules/pretrain.smk"
+if config["data"]["source"] != "jsonl":  # the data stage of a real study (data.source hub | local)
+
+    include: "workflow/rules/data.smk"
+
+
 include: "workflow/rules/traces.smk"
 include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/metrics.smk"

@@ -1,22 +1,19 @@
-"""Paper A join (curves.parquet), the sustained-rise rule and the onset bootstrap."""
+"""Paper A's analysis inputs: the per-sample table, the curves join, the sustained-rise rule and onset."""
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from grokpath.analysis import (
-    build_curves,
-    moving_average,
-    onset_table,
-    rise_window,
-    sustained_rise_start,
-    weighted_pair_mean,
-    write_curves,
-)
 from grokpath.config import validate
+from grokpath.curves import build_curves, checkpoint_distance, combine_groups, moving_average, write_curves
+from grokpath.io import read_metadata
+from grokpath.pathways import mean_pairwise_distance
+from grokpath.rise import onset_table, rise_window, sustained_rise_start
+from grokpath.samples import build_samples, write_samples
 
 RULE = {"rise_fraction": 0.1, "min_gain": 0.05, "include_foot": True, "min_checkpoints": 3}
+T_STAR_INDEX = (0, 0, 0, 2, 2, 4, 4, 4)  # memorized training samples 0..7: groups of 3, 2 and 3 samples
 
 
 def study_cfg(**analysis) -> dict:
@@ -25,7 +22,24 @@ def study_cfg(**analysis) -> dict:
     return cfg
 
 
-def make_study(accuracy=(0.0, 0.0, 0.1, 0.4, 0.7, 0.9), domains=("math", "code"), n_test=40, n_train=12, n_val=6, seed=0):
+def _distance_rows(ckpt, step, domain, groups, strings):
+    """distances.parquet rows computed from the pathway strings, as the metrics stage does."""
+    rows = []
+    for group, members in groups.items():
+        if len(members) < 2:
+            continue
+        picked = [strings[i] for i in members]
+        mean, n_pairs, _ = mean_pairwise_distance(picked, workers=1)
+        rows.append((ckpt, step, domain, group, 0.7, -1, mean, n_pairs, False))
+        rows.append((ckpt, step, domain, group, 0.5, -1, mean / 2, n_pairs, False))  # an ablation threshold
+        for layer in range(3):
+            per_layer, _, _ = mean_pairwise_distance([s.split("-")[layer] for s in picked], workers=1)
+            rows.append((ckpt, step, domain, group, 0.7, layer, per_layer, n_pairs, False))
+    return rows
+
+
+def make_study(accuracy=(0.0, 0.0, 0.1, 0.4, 0.7, 0.9), domains=("math", "code"), n_test=40, n_train=12, n_val=6, seed=0,
+               revision_sha=None):
     """Small per-sample tables with the metrics stage's columns; accuracy follows ``accuracy``."""
     rng = np.random.default_rng(seed)
     steps = [100 * (i + 1) for i in range(len(accuracy))]
@@ -34,18 +48,25 @@ def make_study(accuracy=(0.0, 0.0, 0.1, 0.4, 0.7, 0.9), domains=("math", "code")
     for d in domains:
         # test sample j is correct at checkpoint c when its difficulty is below the target accuracy
         difficulty = (np.arange(n_test) + 0.5) / n_test
-        memorized = np.arange(n_train) < n_train // 2
-        t_star = np.where(memorized, np.array(steps)[np.arange(n_train) % len(steps)], np.nan)
-        mem.append(pd.DataFrame({"domain": d, "sample_id": [f"{d}-tr{i}" for i in range(n_train)], "memorized": memorized,
-                                 "t_star_step": t_star, "t_star_ckpt": None, "epsilon": 1.5, "delta": 0.05, "epsilon_mode": "auto"}))
+        memorized = np.arange(n_train) < len(T_STAR_INDEX)
+        t_star = [steps[T_STAR_INDEX[i]] if m else None for i, m in enumerate(memorized)]
+        ids = [f"{d}-tr{i}" for i in range(n_train)]
+        mem.append(pd.DataFrame({"domain": d, "sample_id": ids, "memorized": memorized,
+                                 "t_star_step": pd.array(t_star, dtype="Int64"), "t_star_ckpt": None, "epsilon": 1.5,
+                                 "delta": 0.05, "epsilon_mode": "auto"}))
+        groups = {"all": list(range(n_train)), "memorized": list(np.flatnonzero(memorized)),
+                  "not_memorized": list(np.flatnonzero(~memorized))}
+        for i, m in enumerate(memorized):
+            if m:
+                groups.setdefault(f"t*={t_star[i]}", []).append(i)
         for c, (ckpt, step, acc) in enumerate(zip(ckpts, steps, accuracy)):
             evals.append(pd.DataFrame({"ckpt": ckpt, "step": step, "domain": d, "sample_id": [f"{d}-te{j}" for j in range(n_test)],
                                        "correct": difficulty < acc, "response": "", "target": ""}))
             for split, n in (("train", n_train), ("validation", n_val)):
                 traces.append(pd.DataFrame({"sample_id": [f"{d}-{split[:2]}{i}" for i in range(n)], "domain": d, "split": split,
-                                            "ckpt": ckpt, "step": step, "n_tokens": 10,
-                                            "loss": 3.0 - 0.3 * c + rng.normal(0, 0.05, n), "routing": [[0.5, 0.5]] * n}))
-            ids = [f"{d}-tr{i}" for i in range(n_train)]
+                                            "ckpt": ckpt, "step": step, "revision_sha": revision_sha and f"{revision_sha}{c}",
+                                            "n_tokens": 10, "loss": 3.0 - 0.3 * c + rng.normal(0, 0.05, n),
+                                            "routing": [[0.5, 0.5]] * n}))
             cosine = 0.3 + 0.1 * c + rng.normal(0, 0.02, n_train)
             consistency = 1 - cosine
             consistency[0] = np.nan  # a guarded sample
@@ -55,20 +76,25 @@ def make_study(accuracy=(0.0, 0.0, 0.1, 0.4, 0.7, 0.9), domains=("math", "code")
             strings = ["-".join(",".join(map(str, rng.permutation(8)[: max(1, 6 - c)])) for _ in range(3)) for _ in ids]
             paths.append(pd.DataFrame({"ckpt": ckpt, "step": step, "domain": d, "split": "train", "sample_id": ids, "pathway": strings,
                                        "n_experts_total": 3, "entropy": 2.0 - 0.2 * c + rng.normal(0, 0.01, n_train)}))
-            for group, thr, dist in (("memorized", 0.7, 20.0 - 3 * c), ("all", 0.7, 25.0 - 3 * c), ("memorized", 0.5, 10.0 - c)):
-                for layer in (-1, 0, 1, 2):
-                    dists.append({"ckpt": ckpt, "step": step, "domain": d, "group": group, "threshold": thr, "layer": layer,
-                                  "mean_distance": dist if layer == -1 else dist / 3, "n_pairs": 15, "sampled": False})
-    onset = pd.concat(evals).groupby(["domain", "sample_id"]).apply(
+            dists += _distance_rows(ckpt, step, d, groups, strings)
+    evals = pd.concat(evals, ignore_index=True)
+    onset = evals.groupby(["domain", "sample_id"]).apply(
         lambda g: g.loc[g["correct"], "step"].min() if g["correct"].any() else np.nan, include_groups=False
     ).rename("t_hash_step").reset_index()
+    onset["t_hash_step"] = onset["t_hash_step"].astype("Int64")
     onset["generalized"] = onset["t_hash_step"].notna()
     onset["t_hash_ckpt"] = None
+    columns = ["ckpt", "step", "domain", "group", "threshold", "layer", "mean_distance", "n_pairs", "sampled"]
     return {
-        "traces": pd.concat(traces, ignore_index=True), "evals": pd.concat(evals, ignore_index=True),
-        "memorization": pd.concat(mem, ignore_index=True), "distances": pd.DataFrame(dists),
+        "traces": pd.concat(traces, ignore_index=True), "evals": evals,
+        "memorization": pd.concat(mem, ignore_index=True), "distances": pd.DataFrame(dists, columns=columns),
         "consistency": pd.concat(cons, ignore_index=True), "pathways": pd.concat(paths, ignore_index=True), "onset": onset,
     }
+
+
+def study_samples(study) -> pd.DataFrame:
+    keys = ("traces", "evals", "memorization", "onset", "consistency", "pathways")
+    return build_samples(*(study[k] for k in keys))
 
 
 # ---------------------------------------------------------------- sustained rise
@@ -102,47 +128,134 @@ def test_moving_average_is_trailing():
     np.testing.assert_allclose(moving_average(np.array([[0.0, 2.0, 4.0]] * 2), 3, axis=1)[1], [0.0, 1.0, 2.0])
 
 
-def test_weighted_pair_mean_excludes_copies_of_a_sample():
-    distance = np.array([[0.0, 2.0, 4.0], [2.0, 0.0, 6.0], [4.0, 6.0, 0.0]])
-    # ones: plain mean over 3 pairs = 4; counts (2, 1, 0): pairs (0,0') excluded -> (2+2)/2 = 2
-    np.testing.assert_allclose(weighted_pair_mean(distance, np.array([[1.0, 1, 1], [2, 1, 0]])), [4.0, 2.0])
+# ---------------------------------------------------------------- the per-sample table
+def test_samples_table_rows_and_columns():
+    study = make_study(revision_sha="abc")
+    samples = study_samples(study)
+    # 2 domains x 6 checkpoints x (12 train + 6 validation + 40 test)
+    assert len(samples) == 2 * 6 * (12 + 6 + 40)
+    assert samples.groupby("split").size().to_dict() == {"test": 480, "train": 144, "validation": 72}
+    assert list(samples["domain"].unique()) == ["code", "math"]
+    assert samples[samples.domain == "math"]["split"].drop_duplicates().tolist() == ["train", "validation", "test"]
+    # test rows take the checkpoint's revision from the traces
+    at = samples[(samples.ckpt == "step000300")]
+    assert set(at["revision_sha"]) == {"abc2"}
+    tr = samples[(samples.split == "train") & (samples.domain == "math")]
+    row = tr[(tr.ckpt == "step000100") & (tr.sample_id == "math-tr3")].iloc[0]
+    assert bool(row["memorized"]) and row["t_star_step"] == 300 and pd.isna(row["correct"]) and pd.isna(row["t_hash_step"])
+    p = study["pathways"]
+    assert row["pathway"] == p[(p.ckpt == "step000100") & (p.domain == "math") & (p.sample_id == "math-tr3")]["pathway"].iloc[0]
+    te = samples[(samples.split == "test") & (samples.domain == "math") & (samples.sample_id == "math-te0")]
+    # difficulty 0.0125 < accuracy from step 300 (0.1) on
+    assert te["correct"].astype(bool).tolist() == [False, False, True, True, True, True]
+    assert (te["t_hash_step"] == 300).all() and te["memorized"].isna().all() and te["loss"].isna().all()
+
+
+def test_samples_table_rejects_bad_traces():
+    study = make_study(domains=("math",))
+    doubled = {**study, "traces": pd.concat([study["traces"], study["traces"].iloc[:1]], ignore_index=True)}
+    with pytest.raises(ValueError, match="appears more than once"):
+        study_samples(doubled)
+    split = study["traces"].copy()
+    split.loc[split.index[:3], "revision_sha"] = "other"
+    split.loc[split.index[3:6], "revision_sha"] = "again"
+    with pytest.raises(ValueError, match="disagree on revision_sha"):
+        study_samples({**study, "traces": split})
+    with pytest.raises(ValueError, match="missing column"):
+        study_samples({**study, "traces": study["traces"].drop(columns="revision_sha")})
+
+
+# ---------------------------------------------------------------- pathway distance over groups
+# a tiny distances table: three memorization groups and the pooled memorized group at one checkpoint
+TINY = pd.DataFrame(
+    [("c", 100, "math", "t*=100", 0.7, -1, 2.0, 1, False),
+     ("c", 100, "math", "t*=200", 0.7, -1, 5.0, 3, False),
+     ("c", 100, "math", "t*=300", 0.7, -1, 10.0, 6, False),
+     ("c", 100, "math", "memorized", 0.7, -1, 6.5, 36, False),
+     ("c", 100, "math", "t*=300", 0.5, -1, 99.0, 6, False)],  # another threshold: never used
+    columns=["ckpt", "step", "domain", "group", "threshold", "layer", "mean_distance", "n_pairs", "sampled"],
+)
+TINY_SIZES = pd.Series({("math", "t*=100"): 2, ("math", "t*=200"): 3, ("math", "t*=300"): 4})
+
+
+@pytest.mark.parametrize(
+    "weighting, expected",
+    [
+        ("equal", (2.0 + 5.0 + 10.0) / 3),
+        ("pairs", (1 * 2.0 + 3 * 5.0 + 6 * 10.0) / 10),  # 7.7
+        ("samples", (2 * 2.0 + 3 * 5.0 + 4 * 10.0) / 9),
+        ("pooled", 6.5),
+    ],
+)
+def test_checkpoint_distance_weightings_by_hand(weighting, expected):
+    out = checkpoint_distance(TINY, TINY_SIZES, "memorized", 0.7, weighting)
+    assert out["pathway_distance"].tolist() == [pytest.approx(expected)]
+    assert out["n_distance_groups"].tolist() == [1 if weighting == "pooled" else 3]
+
+
+def test_combine_groups_skips_groups_without_a_mean():
+    # a resampled group whose draws are all one sample has no pair: NaN, left out
+    means = np.array([[2.0, np.nan, 10.0], [np.nan, np.nan, np.nan]])
+    assert combine_groups(means, np.ones((2, 3)), [2, 3, 4], "equal")[0] == pytest.approx(6.0)
+    assert combine_groups(means, np.ones((2, 3)), [2, 3, 4], "samples")[0] == pytest.approx((2 * 2 + 4 * 10) / 6)
+    assert np.isnan(combine_groups(means, np.ones((2, 3)), [2, 3, 4], "pairs")[1])
+    with pytest.raises(ValueError, match="weighting"):
+        combine_groups(means, np.ones((2, 3)), [2, 3, 4], "pooled")
+
+
+def test_checkpoint_distance_unknown_threshold_names_it():
+    with pytest.raises(ValueError, match="threshold 0.9"):
+        checkpoint_distance(TINY, TINY_SIZES, "memorized", 0.9, "equal")
 
 
 # ---------------------------------------------------------------- join
 def test_build_curves_on_small_frames():
     study = make_study()
-    curves = build_curves(study_cfg(), **study)
+    samples = study_samples(study)
+    curves = build_curves(study_cfg(), samples, study["distances"])
     assert len(curves) == 12 and list(curves["domain"].unique()) == ["code", "math"]
     math = curves[curves["domain"] == "math"].reset_index(drop=True)
     assert math["step"].tolist() == [100, 200, 300, 400, 500, 600]
     np.testing.assert_allclose(math["accuracy"], [0.0, 0.0, 0.1, 0.4, 0.7, 0.9])
-    assert (math["n_test"] == 40).all()
-    # memorized group, threshold 0.7, full pathway
-    np.testing.assert_allclose(math["pathway_distance"], [20.0, 17.0, 14.0, 11.0, 8.0, 5.0])
+    assert (math["n_test"] == 40).all() and (math["n_group"] == 8).all() and math["revision_sha"].isna().all()
+    # pathway distance: equal-weight mean of the three t* groups' means (default weighting)
+    d = study["distances"]
+    groups = d[(d.domain == "math") & (d.ckpt == "step000300") & (d.layer == -1) & (d.threshold == 0.7) & d.group.str.startswith("t*=")]
+    assert len(groups) == 3 and math.loc[2, "pathway_distance"] == pytest.approx(groups["mean_distance"].mean())
+    assert (math["n_distance_groups"] == 3).all()
+    # training loss over the memorized samples (ids 0..7) only; validation loss over all validation samples
     tr = study["traces"]
-    expected = tr[(tr.domain == "math") & (tr.split == "train") & (tr.ckpt == "step000300")]["loss"].mean()
-    assert math.loc[2, "train_loss"] == pytest.approx(expected)
+    at = tr[(tr.domain == "math") & (tr.ckpt == "step000300")]
+    memorized = at[(at.split == "train") & at.sample_id.isin([f"math-tr{i}" for i in range(8)])]
+    assert math.loc[2, "train_loss"] == pytest.approx(memorized["loss"].mean())
+    assert math.loc[2, "train_loss"] != pytest.approx(at[at.split == "train"]["loss"].mean())
+    assert math.loc[2, "train_loss_all"] == pytest.approx(at[at.split == "train"]["loss"].mean())
+    assert math.loc[2, "validation_loss"] == pytest.approx(at[at.split == "validation"]["loss"].mean())
     window = study_cfg()["analysis"]["moving_average_window"]
     assert math.loc[2, "train_loss_ma"] == pytest.approx(math["train_loss"].iloc[max(0, 3 - window) : 3].mean())
-    # consistency: memorized samples only (ids 0..5), NaN of sample 0 skipped
+    # consistency: memorized samples only (ids 0..7), NaN of sample 0 skipped
     co = study["consistency"]
-    rows = co[(co.domain == "math") & (co.ckpt == "step000100") & co.sample_id.isin([f"math-tr{i}" for i in range(1, 6)])]
+    rows = co[(co.domain == "math") & (co.ckpt == "step000100") & co.sample_id.isin([f"math-tr{i}" for i in range(1, 8)])]
     assert math.loc[0, "consistency"] == pytest.approx(rows["consistency"].mean())
-    # 6 memorized samples, t* cycling over the 6 steps: one new per checkpoint
-    assert math["n_memorized_new"].tolist() == [1] * 6 and math["n_memorized"].tolist() == [1, 2, 3, 4, 5, 6]
-    assert math["cumulative_accuracy"].is_monotonic_increasing
+    # t* groups of 3, 2, 3 samples at steps 100, 300, 500
+    assert math["n_memorized_new"].tolist() == [3, 0, 2, 0, 3, 0] and math["n_memorized"].tolist() == [3, 3, 5, 5, 8, 8]
+    np.testing.assert_allclose(math["fraction_memorized"], np.array([3, 3, 5, 5, 8, 8]) / 12)
+    # a test sample with difficulty (j + .5)/40 first becomes correct where accuracy passes it: cumulative = accuracy here
+    np.testing.assert_allclose(math["cumulative_accuracy"], [0.0, 0.0, 0.1, 0.4, 0.7, 0.9])
 
 
-def test_build_curves_group_all_and_unknown_threshold():
+def test_build_curves_group_all_pools_the_distance():
     study = make_study()
-    curves = build_curves(study_cfg(sample_group="all"), **study)
-    assert curves[curves.domain == "code"]["pathway_distance"].iloc[0] == 25.0
-    with pytest.raises(ValueError, match="threshold 0.9"):
-        build_curves(study_cfg(distance_threshold=0.9), **study)
+    samples = study_samples(study)
+    curves = build_curves(study_cfg(sample_group="all"), samples, study["distances"])
+    d = study["distances"]
+    expected = d[(d.domain == "code") & (d.group == "all") & (d.layer == -1) & (d.threshold == 0.7)].sort_values("step")
+    np.testing.assert_allclose(curves[curves.domain == "code"]["pathway_distance"], expected["mean_distance"])
+    tr = samples[(samples.split == "train") & (samples.domain == "code") & (samples.ckpt == "step000100")]
+    assert curves[curves.domain == "code"]["train_loss"].iloc[0] == pytest.approx(tr["loss"].mean())
 
 
-def test_write_curves_round_trip(tmp_path):
-    study = make_study(domains=("math",))
+def _write_study(study, tmp_path):
     paths = {}
     for name in ("memorization", "distances", "consistency", "pathways", "onset"):
         paths[name] = tmp_path / f"{name}.parquet"
@@ -155,18 +268,34 @@ def test_write_curves_round_trip(tmp_path):
     for ckpt, rows in study["evals"].groupby("ckpt"):
         eval_paths.append(tmp_path / f"eval_{ckpt}.parquet")
         rows.to_parquet(eval_paths[-1])
+    paths["samples"] = tmp_path / "samples.parquet"
+    write_samples(trace_paths, eval_paths, paths["memorization"], paths["onset"], paths["consistency"], paths["pathways"],
+                  paths["samples"])
+    return paths
+
+
+def test_write_samples_and_curves_round_trip(tmp_path):
+    study = make_study(domains=("math",), revision_sha="f00")
+    paths = _write_study(study, tmp_path)
+    back = pd.read_parquet(paths["samples"])
+    pd.testing.assert_frame_equal(back, study_samples(study), check_dtype=False)
     out = tmp_path / "curves.parquet"
-    write_curves(study_cfg(), trace_paths, eval_paths, paths["memorization"], paths["distances"], paths["consistency"],
-                 paths["pathways"], paths["onset"], out)
-    back = pd.read_parquet(out)
-    assert {"domain", "step", "accuracy", "train_loss", "validation_loss"} <= set(back.columns) and len(back) == 6
+    write_curves(study_cfg(distance_weighting="pairs"), paths["samples"], paths["distances"], out)
+    curves = pd.read_parquet(out)
+    assert curves["revision_sha"].tolist() == [f"f00{c}" for c in range(6)]
+    meta = read_metadata(out)
+    assert meta["distance_weighting"] == "pairs" and meta["sample_group"] == "memorized"
+    assert meta["samples"]["validation_loss"] == "all validation samples"
+    assert meta["samples"]["train_loss"] == "memorized training samples"
 
 
 # ---------------------------------------------------------------- onset
 def test_onset_bootstrap_contains_point_and_is_seeded():
-    study = make_study()
-    table = onset_table(study_cfg(), study["evals"])
+    samples = study_samples(make_study(revision_sha="r"))
+    table = onset_table(study_cfg(), samples)
     math = table.set_index("domain").loc["math"]
     assert math["rise_found"] and math["onset_step"] == 200.0  # 0, 0, 0.1: crossing at 300, foot at 200
+    assert math["onset_ckpt"] == "step000200" and math["onset_revision_sha"] == "r1"
     assert math["onset_lo_step"] <= math["onset_step"] <= math["onset_hi_step"]
-    pd.testing.assert_frame_equal(table, onset_table(study_cfg(), study["evals"]))
+    assert math["n_test"] == 40 and math["final_accuracy"] == pytest.approx(0.9)
+    pd.testing.assert_frame_equal(table, onset_table(study_cfg(), samples))

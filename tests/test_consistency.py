@@ -61,7 +61,7 @@ def test_run_consistency_file_to_file(tmp_path):
     out = tmp_path / "cons.parquet"
     run_consistency({"consistency": {"guard_min_max_cosine": 0.0}}, "code", [ckpt_dir / "code_test.parquet"], [ckpt_dir / "router_weights.npy"], out)
     frame = pd.read_parquet(out)
-    assert list(frame.columns) == ["ckpt", "step", "domain", "split", "sample_id", "consistency", "mean_cosine", "max_cosine", "guarded"]
+    assert list(frame.columns) == ["ckpt", "step", "domain", "split", "sample_id", "consistency", "mean_cosine", "max_cosine", "guarded", "revision_sha"]
     assert frame["consistency"].iloc[0] == pytest.approx(1 / 3, abs=1e-6)
     assert frame["guarded"].tolist() == [False, True]
     with pytest.raises(FileNotFoundError, match="router_weights"):

@@ -1,23 +1,85 @@
-"""Table 1 correlations: hand-checkable values, windowing, bootstrap CIs, the Markdown layout."""
+"""Table 1: the bootstrap by hand, correlations, windowing, CIs that bracket their point, the Markdown layout."""
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
 import pytest
-from test_analysis import make_study, study_cfg
+from test_analysis import _write_study, make_study, study_cfg, study_samples
 
-from grokpath.analysis import build_curves
+from grokpath.bootstrap import pair_counts, resample_counts, stratified_counts, weighted_means, weighted_pair_mean
 from grokpath.correlations import (
     METRICS,
     correlate,
     correlation_table,
     correlations_markdown,
+    distance_matrix,
+    group_distance,
     rowwise_pearson,
     rowwise_spearman,
     write_correlations,
 )
+from grokpath.curves import build_curves
 
 
+# ---------------------------------------------------------------- bootstrap primitives
+def test_weighted_pair_mean_pairs_distinct_draws_only():
+    distance = np.array([[0.0, 2.0, 4.0], [2.0, 0.0, 6.0], [4.0, 6.0, 0.0]])
+    counts = np.array([[1.0, 1, 1], [2, 1, 0], [0, 2, 2], [3, 0, 0]])
+    # ones: plain mean over 3 pairs = 4; (2, 1, 0): draws a, a', b -> pairs ab, a'b (aa' is a copy) = 2;
+    # (0, 2, 2): b, b', c, c' -> 4 pairs bc of 6 (bb', cc' are copies); (3, 0, 0): no pair
+    np.testing.assert_allclose(weighted_pair_mean(distance, counts), [4.0, 2.0, 6.0, np.nan])
+    np.testing.assert_allclose(pair_counts(counts), [3, 2, 4, 0])
+
+
+def test_weighted_means_skip_missing_values():
+    values = np.array([[1.0, 2.0, np.nan], [4.0, 6.0, 8.0]])  # checkpoint x sample
+    counts = np.array([[1.0, 1, 1], [0, 2, 1]])
+    # row 0: (1 + 2) / 2 and (4 + 6 + 8) / 3; row 1: (2*2) / 2 and (2*6 + 8) / 3
+    np.testing.assert_allclose(weighted_means(values, counts), [[1.5, 6.0], [2.0, 20 / 3]])
+
+
+def test_stratified_counts_keep_each_stratum_size():
+    strata = ["t*=2", "t*=1", "t*=2", "none", "t*=2", "t*=1"]
+    counts = stratified_counts(np.random.default_rng(0), strata, 500)
+    labels = np.array(strata)
+    for label, size in (("t*=1", 2), ("t*=2", 3), ("none", 1)):
+        assert (counts[:, labels == label].sum(axis=1) == size).all()
+    assert counts[:, 3].tolist() == [1.0] * 500  # a stratum of one is always itself
+    assert counts[:, labels == "t*=2"].max() == 3 and counts[:, labels == "t*=2"].min() == 0
+    np.testing.assert_array_equal(counts, stratified_counts(np.random.default_rng(0), strata, 500))
+
+
+def test_resample_counts_sum_to_the_sample_size():
+    counts = resample_counts(np.random.default_rng(1), 7, 300)
+    assert counts.shape == (300, 7) and (counts.sum(axis=1) == 7).all()
+    assert 0.9 < counts.mean() / 1.0 < 1.1 and counts.var(axis=0).mean() == pytest.approx(6 / 7, rel=0.2)
+
+
+def test_group_distance_under_a_resample_by_hand():
+    # group t*=1: "0", "00", "000" (Levenshtein 1, 2, 1); group t*=2: "1", "1111" (3); "x" is not memorized
+    ids = ["a", "b", "c", "d", "e", "x"]
+    strings = pd.Series(["0", "00", "000", "1", "1111", "zzz"], index=ids)
+    strata = ["t*=1", "t*=1", "t*=1", "t*=2", "t*=2", "not memorized"]
+    assert distance_matrix(["0", "00", "000"], "char").tolist() == [[0, 1, 2], [1, 0, 1], [2, 1, 0]]
+    counts = np.array([
+        [1.0, 1, 1, 1, 1, 1],  # the point estimate: t*=1 mean 4/3 (3 pairs), t*=2 mean 3 (1 pair)
+        [2, 1, 0, 1, 1, 1],  # t*=1: a, a', b -> 2 pairs of distance 1; t*=2: 3
+        [3, 0, 0, 2, 0, 1],  # no distinct pair in either group
+        [0, 1, 2, 0, 2, 1],  # t*=1: b, c, c' -> 2 pairs bc = 1; t*=2: e, e' -> none
+    ])
+    equal = group_distance(strings, ids, strata, counts, "equal")
+    np.testing.assert_allclose(equal, [(4 / 3 + 3) / 2, (1 + 3) / 2, np.nan, 1.0])
+    pairs = group_distance(strings, ids, strata, counts, "pairs")
+    np.testing.assert_allclose(pairs, [(3 * 4 / 3 + 1 * 3) / 4, (2 * 1 + 1 * 3) / 3, np.nan, 1.0])
+    samples = group_distance(strings, ids, strata, counts, "samples")
+    np.testing.assert_allclose(samples, [(3 * 4 / 3 + 2 * 3) / 5, (3 * 1 + 2 * 3) / 5, np.nan, 1.0])
+    # pooled: every pair of distinct draws over all six samples, "x" included
+    pooled = group_distance(strings, ids, strata, counts[:1], "pooled")
+    full = distance_matrix(list(strings), "char")
+    assert pooled[0] == pytest.approx(full[np.triu_indices(6, 1)].mean())
+
+
+# ---------------------------------------------------------------- correlations
 def test_correlate_hand_values():
     pearson, _, spearman, _ = correlate([1, 2, 3, 4], [2, 4, 6, 8])
     assert pearson == pytest.approx(1.0) and spearman == pytest.approx(1.0)
@@ -50,32 +112,32 @@ def test_rowwise_matches_scipy():
 
 def _table(study, **analysis):
     cfg = study_cfg(**analysis)
-    curves = build_curves(cfg, **study)
-    keys = ("evals", "traces", "memorization", "consistency", "pathways")
-    return correlation_table(cfg, curves, *(study[k] for k in keys)), curves
+    samples = study_samples(study)
+    curves = build_curves(cfg, samples, study["distances"])
+    return correlation_table(cfg, curves, samples, study["distances"]), curves
 
 
-def test_table_window_values_and_cis():
+@pytest.mark.parametrize("weighting", ["equal", "pairs", "samples", "pooled"])
+def test_table_window_values_and_cis(weighting):
     study = make_study()
-    table, curves = _table(study)
+    table, curves = _table(study, distance_weighting=weighting)
     assert set(table["metric"]) == set(METRICS) and len(table) == 2 * len(METRICS)
     math = table[table["domain"] == "math"].set_index("metric")
     # accuracy 0, 0, .1, .4, .7, .9: crossing at step 300, foot 200 -> window steps 200..600
     assert (math["window_start_step"] == 200).all() and math["restricted"].all()
     assert math.loc["pathway_distance", "n_checkpoints"] == 5
-    # distance falls linearly with the checkpoint while accuracy rises monotonically
     c = curves[(curves["domain"] == "math") & (curves["step"] >= 200)]
-    assert math.loc["pathway_distance", "spearman"] == pytest.approx(-1.0)
     assert math.loc["pathway_distance", "pearson"] == pytest.approx(np.corrcoef(c["pathway_distance"], c["accuracy"])[0, 1])
     assert math.loc["mean_cosine", "spearman"] > 0.8  # cosine rises with the checkpoint
+    # the bootstrap resamples the point estimate's own samples and pairs: every CI brackets its point
     for metric, row in math.iterrows():
         for name in ("pearson", "spearman"):
             lo, value, hi = row[f"{name}_lo"], row[name], row[f"{name}_hi"]
-            if metric == "pathway_distance" and name == "pearson":
-                continue  # bootstrap distances come from the strings, the point estimate from distances.parquet
             assert lo - 1e-9 <= value <= hi + 1e-9, (metric, name, lo, value, hi)
-    # bootstrapped distances come from pathway strings that do shrink over checkpoints
-    assert math.loc["pathway_distance", "pearson_hi"] < 0
+    assert math.loc["pathway_distance", "pearson_hi"] < 0  # pathways shrink over checkpoints
+    assert math.loc["validation_loss", "samples"] == "all validation samples"
+    assert math.loc["train_loss", "samples"] == "memorized training samples"
+    assert math.loc["entropy", "resampled"] == "memorized training samples within each memorization group; test samples"
 
 
 def test_bootstrap_is_deterministic_under_the_seed():
@@ -87,6 +149,21 @@ def test_bootstrap_is_deterministic_under_the_seed():
     assert not np.allclose(first["pearson_lo"].fillna(0), other["pearson_lo"].fillna(0))
 
 
+def test_table_refuses_distances_it_cannot_resample():
+    study = make_study(domains=("math",))
+    cfg = study_cfg()
+    samples = study_samples(study)
+    curves = build_curves(cfg, samples, study["distances"])
+    sampled = study["distances"].assign(sampled=True)
+    with pytest.raises(ValueError, match="sampled pairs.*pathways.max_pairs"):
+        correlation_table(cfg, curves, samples, sampled)
+    other = samples.assign(pathway=samples["pathway"].str.split("-").str[0])  # strings of another setting: first layer only
+    with pytest.raises(ValueError, match="differs from distances.parquet"):
+        correlation_table(cfg, curves, other, study["distances"])
+    with pytest.raises(ValueError, match="analysis.distance_threshold"):
+        correlation_table(study_cfg(distance_threshold=0.5), curves, samples, study["distances"])
+
+
 def test_short_window_falls_back_to_all_checkpoints():
     study = make_study(accuracy=(0.0, 0.0, 0.0, 0.0, 0.05, 0.9), domains=("code",))
     table, _ = _table(study)
@@ -96,30 +173,28 @@ def test_short_window_falls_back_to_all_checkpoints():
 
 def test_markdown_layout():
     table, _ = _table(make_study())
-    md = correlations_markdown(table)
+    md = correlations_markdown(table, study_cfg())
     lines = md.splitlines()
     header = next(line for line in lines if line.startswith("| metric"))
     assert header == "| metric | code | math |"
     row = next(line for line in lines if line.startswith("| pathway distance |"))
     assert row.count("/") == 2 and row.count("[") == 4
     assert "from step 200, n = 5" in md
+    assert "validation loss over all validation samples" in md and "each group weighted equally (analysis.distance_weighting)" in md
 
 
 def test_write_correlations_files(tmp_path):
     study = make_study(domains=("math",))
     cfg = study_cfg()
-    curves = build_curves(cfg, **study)
-    paths = {}
-    for name, frame in (("curves", curves), *((k, study[k]) for k in ("memorization", "consistency", "pathways"))):
-        paths[name] = tmp_path / f"{name}.parquet"
-        frame.to_parquet(paths[name])
-    study["traces"].to_parquet(tmp_path / "traces.parquet")
-    study["evals"].to_parquet(tmp_path / "eval.parquet")
-    table = write_correlations(cfg, paths["curves"], [tmp_path / "traces.parquet"], [tmp_path / "eval.parquet"],
-                               paths["memorization"], paths["consistency"], paths["pathways"],
+    paths = _write_study(study, tmp_path)
+    curves = build_curves(cfg, study_samples(study), study["distances"])
+    curves.to_parquet(tmp_path / "curves.parquet")
+    table = write_correlations(cfg, tmp_path / "curves.parquet", paths["samples"], paths["distances"],
                                tmp_path / "correlations.csv", tmp_path / "correlations.md")
     back = pd.read_csv(tmp_path / "correlations.csv")
     assert list(back.columns[:11]) == ["domain", "metric", "pearson", "pearson_lo", "pearson_hi", "spearman", "spearman_lo",
                                        "spearman_hi", "n_checkpoints", "window_start_step", "restricted"]
+    assert {"samples", "resampled"} <= set(back.columns)
     assert len(back) == len(table) == len(METRICS)
+    np.testing.assert_allclose(back["pearson"], table["pearson"])
     assert (tmp_path / "correlations.md").read_text().startswith("Pearson r / Spearman")

@@ -1,7 +1,8 @@
-"""lm-eval evaluation per checkpoint and LoRA tuning, on a tiny OLMoE saved in tmp_path."""
+"""lm-eval evaluation per checkpoint, on a tiny OLMoE saved in tmp_path: the mini tasks and the benchmark tasks."""
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import pandas as pd
@@ -78,7 +79,8 @@ def checkpoint(tmp_path_factory) -> Path:
     memorize(model, tokenizer, pairs(MEMORIZED))
     model.save_pretrained(out)
     tokenizer.save_pretrained(out)
-    (out / "provenance.json").write_text(json.dumps({"step": 100, "source": "mini", "revision": None}))
+    (out / "provenance.json").write_text(json.dumps({"step": 100, "source": "mini", "revision": None,
+                                                     "revision_sha": "0123abcd" * 5}))
     return out
 
 
@@ -112,10 +114,11 @@ def test_run_evaluation_one_local_task(checkpoint, tmp_path):
                            test_files={"math": test_file}, threads=1)
 
     saved = pd.read_parquet(out / "samples.parquet")
-    assert list(saved.columns) == ["ckpt", "step", "domain", "sample_id", "correct", "response", "target"]
+    assert list(saved.columns) == ["ckpt", "step", "revision_sha", "domain", "sample_id", "correct", "response", "target"]
     assert len(saved) == n and saved["sample_id"].tolist() == [f"math-{i:03d}" for i in range(n)]
     assert saved["correct"].dtype == bool and saved["step"].dtype == "int64"
     assert set(saved["ckpt"]) == {"step000100"} and set(saved["step"]) == {100}
+    assert set(saved["revision_sha"]) == {"0123abcd" * 5}
     pd.testing.assert_frame_equal(saved, frame.astype(saved.dtypes.to_dict()), check_dtype=False)
     # lm-eval's exact_match (both sides stripped) agrees with our reading of the response
     consistent = [r.strip() == t.strip() for r, t in zip(saved["response"], saved["target"])]
@@ -136,45 +139,6 @@ def test_missing_test_file_names_yaml_and_file(checkpoint, tmp_path):
         run_evaluation(eval_cfg(), checkpoint, "step000100", tmp_path / "eval", test_files={"math": missing})
     assert "grokpath_math.yaml" in str(err.value) and str(missing) in str(err.value)
     assert not (tmp_path / "eval").exists(), "nothing should be written before the check"
-
-
-def test_lora_tuning_changes_only_qkv_and_saves_a_loadable_model(checkpoint, tmp_path):
-    from transformers import AutoModelForCausalLM
-
-    from grokpath.tuning import tune_lora
-
-    data = tmp_path / "pairs.jsonl"
-    data.write_text("".join(json.dumps(r) + "\n" for r in [
-        {"instruction": "1 + 2 =", "output": "3"},
-        {"query": "4 + 4 =", "response": "8"},
-        {"instruction": "2 + 5 =", "input": "", "output": "7"},
-    ]))
-    cfg = validate({"study": {"seed": 0}, "evaluation": {"tuning": "lora", "lora": {"r": 4, "alpha": 8, "data": {"math": str(data)}}}})
-    out = tmp_path / "tuned" / "step000100"
-    summary = tune_lora(cfg, checkpoint, {"math": data}, out, threads=1)
-    assert summary["n_pairs"] == 3 and len(summary["epoch_losses"]) == 3
-
-    base = AutoModelForCausalLM.from_pretrained(checkpoint).state_dict()
-    tuned_model = AutoModelForCausalLM.from_pretrained(out)
-    tuned = tuned_model.state_dict()
-    assert set(tuned) == set(base), "merged model must have the base model's parameter names (no lora_ leftovers)"
-    qkv = [k for k in base if any(f"self_attn.{m}.weight" in k for m in ("q_proj", "k_proj", "v_proj"))]
-    assert len(qkv) == 3
-    for name in base:
-        changed = not torch.equal(base[name], tuned[name])
-        assert changed == (name in qkv), f"{name}: changed={changed}"
-    provenance = json.loads((out / "provenance.json").read_text())
-    assert provenance["step"] == 100 and provenance["tuning"]["r"] == 4
-    assert (out / "tokenizer.json").is_file()
-
-
-def test_lora_data_without_response_is_named(tmp_path):
-    from grokpath.tuning import read_pairs
-
-    bad = tmp_path / "bad.jsonl"
-    bad.write_text(json.dumps({"instruction": "1 + 2 ="}) + "\n")
-    with pytest.raises(ValueError, match=r"bad.jsonl:1"):
-        read_pairs(bad)
 
 
 def test_samples_frame_expands_groups_and_scores_multiple_choice():
@@ -198,3 +162,212 @@ def test_samples_frame_expands_groups_and_scores_multiple_choice():
     assert frame["correct"].tolist() == [False, True, False]
     with pytest.raises(ValueError, match="evaluation.scoring.chem.metric 'pass@1'"):
         samples_frame(results, {"chem": "domain"}, {"chem": {"metric": "pass@1"}}, "s", 1)
+
+
+def test_checkpoint_named_final_takes_its_step_from_checkpoints_steps(checkpoint, tmp_path):
+    """A local checkpoint without a step in its name or provenance: checkpoints.steps decides."""
+    import shutil
+
+    final = tmp_path / "local" / "final"
+    shutil.copytree(checkpoint, final)
+    (final / "provenance.json").unlink()  # a local checkpoint made elsewhere has none
+    cfg = validate({"evaluation": {"batch_size": 8, "max_gen_toks": 3}, "domains": {"math": {}},
+                    "checkpoints": {"source": "local", "local": {"dir": str(tmp_path / "local"), "names": ["final"]},
+                                    "steps": {"final": 1234}}})
+    test_file = write_test_set(tmp_path / "world" / "math" / "test.jsonl", pairs(4), "math")
+    out = tmp_path / "eval" / "final"
+    frame = run_evaluation({k: cfg[k] for k in ("evaluation", "domains", "checkpoints")}, final, "final", out,
+                           test_files={"math": test_file}, threads=1)
+    assert frame["step"].tolist() == [1234] * 4 and frame["ckpt"].tolist() == ["final"] * 4
+    assert frame["revision_sha"].isna().all()
+    assert json.loads((out / "lm_eval.json").read_text())["grokpath"]["step"] == 1234
+    with pytest.raises(ValueError, match="checkpoint name 'final' does not parse"):
+        run_evaluation(eval_cfg(), final, "final", tmp_path / "eval2", test_files={"math": test_file})
+
+
+# ---------------------------------------------------------------- benchmark tasks (real study)
+BENCHMARK_TASKS = {"math": "grokpath_minerva_math", "code": "grokpath_humaneval_plus",
+                   "commonsense": "grokpath_commonsense_qa", "domain": "grokpath_mmlu_college_chemistry"}
+
+
+def benchmark_records() -> dict[str, list[dict]]:
+    """Three test records per domain in the test JSONL contract (each benchmark's own fields)."""
+    math = [
+        {"problem": "What is $1+1$?", "solution": "We add: $1+1=\\boxed{2}$.", "level": "Level 1", "type": "Algebra"},
+        {"problem": "Simplify $\\frac{2}{4}$.", "solution": "Divide by two: $\\boxed{\\frac{1}{2}}$.", "level": "Level 2", "type": "Prealgebra"},
+        {"problem": "Find $x$ if $2x=6$.", "solution": "So $x=\\boxed{3}$.", "level": "Level 1", "type": "Algebra"},
+    ]
+    code = [
+        {"task_id": f"HumanEval/{i}", "prompt": f"def f{i}(a, b):\n    \"\"\"Return a {op} b.\"\"\"\n",
+         "canonical_solution": f"    return a {op} b\n", "entry_point": f"f{i}",
+         "test": f"def check(candidate):\n    assert candidate(2, 3) == 2 {op} 3\n"}
+        for i, op in enumerate(["+", "-", "*"])
+    ]
+    commonsense = [
+        {"id": f"q{i}", "question": f"Where would you put item {i}?", "question_concept": "item",
+         "choices": {"label": list("ABCDE"), "text": ["box", "shelf", "bag", "drawer", "floor"]}, "answerKey": key}
+        for i, key in enumerate("ACE")
+    ]
+    domain = [
+        {"question": f"Which element has atomic number {z}?", "subject": "college_chemistry",
+         "choices": ["H", "He", "Li", "C"], "answer": ans}
+        for z, ans in ((1, 0), (2, 1), (6, 3))
+    ]
+    records = {"math": math, "code": code, "commonsense": commonsense, "domain": domain}
+    for domain_name, rows in records.items():
+        for i, row in enumerate(rows):
+            row["sample_id"] = f"{domain_name}-test-{i:05d}"
+            row["text"] = row.get("problem") or row.get("prompt") or row["question"]
+    # ids out of file order: the join must use the doc's sample_id, not the row index
+    records["domain"][0]["sample_id"], records["domain"][2]["sample_id"] = "domain-test-00009", "domain-test-00001"
+    return records
+
+
+def benchmark_tokenizer(texts: list[str]):
+    """A word-level tokenizer over the texts' whitespace-separated words (built with `tokenizers`)."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors
+    from transformers import PreTrainedTokenizerFast
+
+    specials = ["<pad>", "<bos>", "<eos>", "<unk>"]
+    words = sorted({w for t in texts for w in t.split()} | set("ABCDE"))
+    core = Tokenizer(models.WordLevel({t: i for i, t in enumerate(specials + words)}, unk_token="<unk>"))
+    core.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    core.decoder = decoders.WordPiece(prefix="##")  # joins words with spaces
+    core.post_processor = processors.TemplateProcessing(single="<bos> $A", special_tokens=[("<bos>", 1)])
+    return PreTrainedTokenizerFast(tokenizer_object=core, bos_token="<bos>", eos_token="<eos>", pad_token="<pad>",
+                                   unk_token="<unk>")
+
+
+@pytest.fixture(scope="module")
+def benchmark_world(tmp_path_factory):
+    """Test JSONL per domain and a tiny random OlmoeForCausalLM whose tokenizer knows their words."""
+    from transformers import OlmoeConfig, OlmoeForCausalLM
+
+    from lm_eval.tasks.minerva_math.utils import list_fewshot_samples
+
+    root = tmp_path_factory.mktemp("benchmarks")
+    records = benchmark_records()
+    tests = {}
+    for domain, rows in records.items():
+        tests[domain] = root / "data" / domain / "test.jsonl"
+        tests[domain].parent.mkdir(parents=True)
+        tests[domain].write_text("".join(json.dumps(r) + "\n" for r in rows))
+    texts = [json.dumps(r) for rows in records.values() for r in rows] + [
+        s["problem"] + " " + s["solution"] for s in list_fewshot_samples()] + ["Problem: Solution: Question: Answer:"]
+    tokenizer = benchmark_tokenizer(texts)
+    torch.manual_seed(0)
+    model = OlmoeForCausalLM(OlmoeConfig(
+        vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2,
+        num_key_value_heads=2, num_experts=4, num_experts_per_tok=2, max_position_embeddings=2048,
+        pad_token_id=0, bos_token_id=1, eos_token_id=2))
+    ckpt = root / "checkpoints" / "step5000-tokens20B"
+    model.save_pretrained(ckpt)
+    tokenizer.save_pretrained(ckpt)
+    (ckpt / "provenance.json").write_text(json.dumps({"step": 5000, "source": "hf", "revision": "step5000-tokens20B",
+                                                      "revision_sha": "f" * 40}))
+    return {"root": root, "tests": tests, "records": records, "checkpoint": ckpt}
+
+
+def benchmark_cfg(**evaluation) -> dict:
+    cfg = validate({"evaluation": {"batch_size": 4, "max_gen_toks": 6, "bootstrap_iters": 0, **evaluation},
+                    "domains": {d: {"task": t} for d, t in BENCHMARK_TASKS.items()},
+                    "checkpoints": {"source": "hf", "hf": {"revisions": ["step5000-tokens20B"]}}})
+    return {k: cfg[k] for k in ("evaluation", "domains", "checkpoints")}
+
+
+def test_benchmark_eval_sample_ids_equal_the_test_jsonl_in_every_domain(benchmark_world, caplog):
+    """All four benchmark tasks through lm-eval on our own test files; code execution off."""
+    out = benchmark_world["root"] / "eval" / "step5000-tokens20B"
+    with caplog.at_level("WARNING", logger="grokpath.evaluation"):
+        run_evaluation(benchmark_cfg(), benchmark_world["checkpoint"], "step5000-tokens20B", out,
+                       test_files=benchmark_world["tests"], threads=1)
+    saved = pd.read_parquet(out / "samples.parquet")
+    for domain, path in benchmark_world["tests"].items():
+        expected = [json.loads(line)["sample_id"] for line in path.read_text().splitlines()]
+        got = saved.loc[saved["domain"] == domain, "sample_id"].tolist()
+        assert got == expected, domain  # in file order, the JSONL's own ids
+    assert set(saved["revision_sha"]) == {"f" * 40} and set(saved["step"]) == {5000}
+    code = saved[saved["domain"] == "code"]
+    assert code["correct"].isna().all(), "code is not executed without allow_code_execution"
+    assert code["response"].str.startswith("def f").all()  # prompt + completion were still saved
+    assert any("evaluation.allow_code_execution: true" in r.getMessage() for r in caplog.records)
+    others = saved[saved["domain"] != "code"]
+    assert others["correct"].notna().all()
+    # multiple choice: correct iff the chosen option is the gold index
+    for domain, gold in (("commonsense", [0, 2, 4]), ("domain", [0, 1, 3])):
+        rows = saved[saved["domain"] == domain]
+        assert rows["target"].astype(int).tolist() == gold
+        assert rows["correct"].tolist() == [r == t for r, t in zip(rows["response"], rows["target"])]
+    # MATH: the response is minerva's extracted answer; no "Final Answer" line in random output
+    assert (saved.loc[saved["domain"] == "math", "response"] == "[invalidanswer]").all()
+    summary = json.loads((out / "lm_eval.json").read_text())
+    assert summary["results"]["grokpath_minerva_math"]["exact_match,minerva"] == 0.0
+    assert summary["grokpath"]["scoring_key"]["grokpath_humaneval_plus"] == "pass@1,create_test"
+    rendered = out / "tasks"
+    assert (rendered / "grokpath_benchmarks.py").is_file()
+    assert "!function 'grokpath_benchmarks.minerva_extract_answer'" in (rendered / "grokpath_minerva_math.yaml").read_text()
+
+
+def test_benchmark_code_runs_in_the_sandbox_when_allowed(benchmark_world):
+    out = benchmark_world["root"] / "eval-code" / "step5000-tokens20B"
+    cfg = benchmark_cfg(allow_code_execution=True, sandbox={"timeout_s": 5, "cpu_s": 5})
+    cfg["domains"] = {"code": {"task": "grokpath_humaneval_plus"}}
+    frame = run_evaluation(cfg, benchmark_world["checkpoint"], "step5000-tokens20B", out,
+                           test_files={"code": benchmark_world["tests"]["code"]}, threads=1)
+    # a random model's completions are not valid bodies: every program fails its tests
+    assert frame["correct"].tolist() == [False, False, False] and frame["correct"].dtype == bool
+
+
+def test_benchmark_scoring_functions_on_known_answers(monkeypatch):
+    """The tasks' !function code, on hand-made answers: minerva equivalence and sandboxed pass@1."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("grokpath_benchmarks", DEFAULT_TASKS_DIR / "grokpath_benchmarks.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+
+    doc = {"problem": "Simplify $\\frac{2}{4}$.", "solution": "Divide by two: $\\boxed{\\frac{1}{2}}$."}
+    doc = {**doc, "answer": bench.minerva.normalize_final_answer(bench.minerva.remove_boxed(
+        bench.minerva.last_boxed_only_string(doc["solution"])))}
+    right = "We halve.\nFinal Answer: The final answer is $0.5$. I hope it is correct."
+    wrong = "Final Answer: The final answer is $\\frac{1}{3}$. I hope it is correct."
+    extracted = bench.minerva_extract_answer([[right], [wrong], ["no answer"]], [doc] * 3)
+    assert extracted == [["0.5"], ["\\frac{1}{3}"], ["[invalidanswer]"]]
+    assert bench.minerva_process_results(doc, extracted[0])["exact_match"] == 1  # sympy: 0.5 == 1/2
+    assert bench.minerva_process_results(doc, extracted[1])["exact_match"] == 0
+
+    record = benchmark_records()["code"][2]
+    program = bench.humaneval_build_predictions([[record["canonical_solution"]]], [record])[0][0]
+    assert program == record["prompt"] + record["canonical_solution"]
+    monkeypatch.delenv(bench.CODE_EXECUTION_ENV, raising=False)
+    assert math.isnan(bench.humaneval_process_results(record, [program])["pass@1"])
+    monkeypatch.setenv(bench.CODE_EXECUTION_ENV, json.dumps({"allow": True, "timeout_s": 5, "cpu_s": 5, "memory_mb": 1024}))
+    assert bench.humaneval_process_results(record, [program])["pass@1"] == 1.0
+    broken = record["prompt"] + "    return a + b\n"
+    assert bench.humaneval_process_results(record, [broken])["pass@1"] == 0.0
+
+
+@pytest.mark.parametrize("ours, builtin, keys", [
+    ("grokpath_commonsense_qa.yaml", "commonsense_qa/default.yaml", ["doc_to_text", "doc_to_target", "doc_to_choice", "output_type", "metric_list"]),
+    ("grokpath_mmlu_college_chemistry.yaml", "mmlu/default/mmlu_college_chemistry.yaml",
+     ["doc_to_text", "doc_to_target", "doc_to_choice", "output_type", "metric_list", "description"]),
+    ("grokpath_humaneval_plus.yaml", "humaneval/humaneval_plus.yaml", ["doc_to_text", "doc_to_target", "output_type", "repeats"]),
+    ("grokpath_minerva_math.yaml", "minerva_math/minerva_math_algebra.yaml",
+     ["doc_to_target", "output_type", "num_fewshot", "generation_kwargs"]),
+])
+def test_benchmark_tasks_keep_the_builtin_prompt_and_metric(ours, builtin, keys):
+    from pathlib import Path as _Path
+
+    import lm_eval.tasks
+
+    from grokpath.evaluation import _resolved_task_config
+
+    mine = _resolved_task_config(DEFAULT_TASKS_DIR / ours)
+    theirs = _resolved_task_config(_Path(lm_eval.tasks.__file__).parent / builtin)
+    for key in keys:
+        if key == "generation_kwargs":
+            assert mine[key]["until"] == theirs[key]["until"] and mine[key]["do_sample"] == theirs[key]["do_sample"]
+        else:
+            assert mine[key] == theirs[key], key
+    if "until" in (theirs.get("generation_kwargs") or {}):
+        assert mine["generation_kwargs"]["until"] == theirs["generation_kwargs"]["until"]

@@ -52,6 +52,16 @@ def test_auto_epsilon_smallest_grid_value_in_band():
     assert frame["memorized"].sum() == 4 and set(frame["epsilon_mode"]) == {"auto"}
 
 
+def test_auto_epsilon_fine_grid_for_answer_token_losses():
+    # answer-token NLLs of a memorized set sit far below 0.1: the paper's step would count all of them
+    losses = constant([0.004] * 4 + [0.012] * 2 + [0.03] * 14)
+    _, coarse = memorization.memorization_steps(long_frame(losses, [1, 2, 3]), "auto", 0.05, 0.1, (0.20, 0.25))
+    assert coarse == {"epsilon": pytest.approx(0.1), "fraction": 1.0, "in_band": False, "mode": "auto"}
+    frame, fine = memorization.memorization_steps(long_frame(losses, [1, 2, 3]), "auto", 0.05, 0.005, (0.20, 0.25))
+    assert fine == {"epsilon": pytest.approx(0.005), "fraction": 0.2, "in_band": True, "mode": "auto"}
+    assert frame["memorized"].sum() == 4
+
+
 def test_auto_epsilon_closest_when_no_grid_value_in_band():
     # fraction jumps 0 -> 0.3 at ε = 0.3: gap 0.05 above the band beats gap 0.20 below it
     losses = constant([0.25] * 3 + [5.0] * 7)
@@ -77,6 +87,8 @@ def test_relative_ablation_grid_drops_non_positive():
     section = {"ablation_epsilons": [-0.2, 0.0, 0.1], "ablation_epsilon_relative": True}
     assert memorization.ablation_epsilons(section, 0.2) == [0.2, 0.3]
     assert memorization.ablation_epsilons({**section, "ablation_epsilon_relative": False}, 0.2) == [0.1]
+    # factors scale the calibrated ε (0.002 x 0.5, 1, 3) and override the offsets
+    assert memorization.ablation_epsilons({**section, "ablation_epsilon_factors": [0.5, 1.0, 3.0]}, 0.002) == [0.001, 0.002, 0.006]
 
 
 def test_per_domain_epsilon():

@@ -7,6 +7,8 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pytest
+from rapidfuzz import process
+from rapidfuzz.distance import Levenshtein
 
 from grokpath import pathways
 from grokpath.io import write_parquet
@@ -82,6 +84,61 @@ def test_sampled_pairs_never_pair_a_string_with_itself():
     assert pathways.mean_pairwise_distance(strings, max_pairs=100) == (1.0, 10, False)
 
 
+def plain_mean(strings):
+    """The plain path: the full N × N distance matrix, summed over i < j."""
+    matrix = process.cdist(strings, strings, scorer=Levenshtein.distance, dtype=np.int64)
+    return int(np.triu(matrix, k=1).sum()) / (len(strings) * (len(strings) - 1) // 2)
+
+
+def random_pathways(rng, n, n_layers=3, n_experts=12, n_distinct=None):
+    routing = rng.dirichlet(np.full(n_experts, 0.3), size=(n_distinct or n, n_layers))
+    if n_distinct:  # repeat some routings so identical pathways occur
+        routing = routing[rng.integers(0, n_distinct, size=n)]
+    return pathways.pathway_strings(routing, 0.7, True)
+
+
+@pytest.mark.parametrize("n_distinct", [None, 7])
+@pytest.mark.parametrize("block_rows", [1, 5, 256])
+def test_group_means_equal_the_plain_path_to_the_last_bit(n_distinct, block_rows):
+    rng = np.random.default_rng(1)
+    strings = random_pathways(rng, 40, n_distinct=n_distinct)
+    groups = {"all": np.arange(40), "odd": np.arange(1, 40, 2), "mask": rng.random(40) < 0.3, "pair": np.array([3, 17])}
+    for dedup in (True, False):
+        got = pathways.group_mean_distances(strings, groups, block_rows=block_rows, workers=2, dedup=dedup)
+        for name, rows in groups.items():
+            rows = np.flatnonzero(rows) if rows.dtype == bool else rows
+            n = len(rows)
+            assert got[name] == (plain_mean([strings[k] for k in rows]), n * (n - 1) // 2, False)  # exact float equality
+    assert pathways.mean_pairwise_distance(strings, block_rows=block_rows)[0] == plain_mean(strings)
+
+
+def test_group_means_expert_level_and_layer_strings_match_plain():
+    rng = np.random.default_rng(2)
+    routing = rng.dirichlet(np.full(16, 0.2), size=(30, 4))
+    strings = pathways.pathway_strings(routing, 0.7, True)
+    got = pathways.group_mean_distances(strings, {"all": np.arange(30)}, level="expert", block_rows=4)["all"]
+    assert got[0] == plain_mean(pathways.as_level(strings, "expert"))
+    layer1 = [layers[1] for layers in pathways.layer_strings(routing, 0.7, True)]
+    assert pathways.group_mean_distances(layer1, {"g": np.arange(10, 30)}, block_rows=3)["g"][0] == plain_mean(layer1[10:])
+
+
+def test_group_means_sample_only_groups_over_max_pairs():
+    strings = ["a", "b", "c", "d", "e", "f"]  # every distinct pair has distance 1
+    got = pathways.group_mean_distances(strings, {"big": np.arange(6), "small": np.array([0, 1, 2]), "one": np.array([4])}, max_pairs=5)
+    assert got["big"] == (1.0, 5, True)  # 15 pairs > 5: sampled
+    assert got["small"] == (1.0, 3, False)  # 3 pairs: exact
+    assert math.isnan(got["one"][0]) and got["one"][1:] == (0, False)
+    # the same draw as sampling that group alone
+    assert got["big"] == pathways.mean_pairwise_distance(strings, max_pairs=5)
+
+
+def test_cross_distance_with_repeats_matches_plain():
+    rng = np.random.default_rng(3)
+    a, b = random_pathways(rng, 25, n_distinct=6), random_pathways(rng, 18)
+    matrix = process.cdist(a, b, scorer=Levenshtein.distance, dtype=np.int64)
+    assert pathways.cross_distance(a, b, block_rows=4) == (int(matrix.sum()) / matrix.size, matrix.size, False)
+
+
 def test_cross_distance_by_hand():
     assert pathways.cross_distance(["1,3-2"], ["1,3,2-2", "10,3-2"]) == (1.5, 2, False)
 
@@ -93,10 +150,11 @@ def test_routing_entropy_by_hand():
 
 
 # ---------------------------------------------------------------- file to file
-def write_trace(path, domain, split, ckpt, step, ids, routing):
+def write_trace(path, domain, split, ckpt, step, ids, routing, revision_sha=None):
     n, L, K = routing.shape
     table = pa.table(
         {
+            "revision_sha": pa.array([revision_sha] * n, pa.string()),
             "sample_id": pa.array(ids).dictionary_encode(),  # as traces.py writes them
             "domain": pa.array([domain] * n).dictionary_encode(),
             "split": pa.array([split] * n).dictionary_encode(),
@@ -117,7 +175,7 @@ def test_run_pathways_and_cross_distances(tmp_path):
         for domain in ("math", "code"):
             for split in ("train", "test"):
                 path = tmp_path / "traces" / ckpt / f"{domain}_{split}.parquet"
-                write_trace(path, domain, split, ckpt, step, ids, routing)
+                write_trace(path, domain, split, ckpt, step, ids, routing, f"sha-{step}")
     memorized = pd.DataFrame({"domain": "math", "sample_id": ids, "memorized": [True, True, False],
                               "t_star_step": pd.array([100, 100, None], dtype="Int64")})
     memorized.to_parquet(tmp_path / "mem.parquet")
@@ -126,12 +184,14 @@ def test_run_pathways_and_cross_distances(tmp_path):
     traces = sorted((tmp_path / "traces").glob("*/math_*.parquet"))
     run_pathways(cfg, "math", traces, tmp_path / "mem.parquet", tmp_path / "pw.parquet", tmp_path / "dist.parquet")
     pw = pd.read_parquet(tmp_path / "pw.parquet")
-    assert list(pw.columns) == ["ckpt", "step", "domain", "split", "sample_id", "pathway", "n_experts_total", "entropy"]
+    assert list(pw.columns) == ["ckpt", "step", "domain", "split", "sample_id", "pathway", "n_experts_total", "entropy", "revision_sha"]
+    assert set(zip(pw.step, pw.revision_sha)) == {(100, "sha-100"), (200, "sha-200")}
     assert len(pw) == 2 * 2 * 3
     # s2 layer 0: 3 (0.7, equal: not passing), then the 0.1 tie goes to expert 0
     assert pw.loc[(pw.step == 100) & (pw.split == "train"), "pathway"].tolist() == ["1,3,2-0,3", "0,1-0,3", "3,0-3"]
     dist = pd.read_parquet(tmp_path / "dist.parquet")
-    assert list(dist.columns) == ["ckpt", "step", "domain", "group", "threshold", "layer", "mean_distance", "n_pairs", "sampled"]
+    assert list(dist.columns) == ["ckpt", "step", "domain", "group", "threshold", "layer", "mean_distance", "n_pairs", "sampled", "revision_sha"]
+    assert set(zip(dist.step, dist.revision_sha)) == {(100, "sha-100"), (200, "sha-200")}
     # groups with >= 2 samples: all, memorized, t*=100 (not_memorized has 1 sample)
     assert set(dist["group"]) == {"all", "memorized", "t*=100"}
     row = dist.query("step == 100 and group == 'memorized' and threshold == 0.7 and layer == -1").iloc[0]
@@ -140,13 +200,18 @@ def test_run_pathways_and_cross_distances(tmp_path):
     assert layer0.mean_distance == 4  # "1,3,2" vs "0,1"
     assert set(dist.loc[dist.layer == -1, "threshold"]) == {0.5, 0.7}
     assert set(dist.loc[dist.layer >= 0, "threshold"]) == {0.7}
+    # t*=100 holds exactly the memorized samples: the same numbers, computed in the same pass
+    same = dist.loc[dist.group == "t*=100"].drop(columns="group").reset_index(drop=True)
+    pd.testing.assert_frame_equal(same, dist.loc[dist.group == "memorized"].drop(columns="group").reset_index(drop=True))
+    assert len(dist) == 2 * 3 * (2 + 2)  # checkpoints × groups × (2 thresholds + 2 layers)
 
     code_traces = sorted((tmp_path / "traces").glob("*/code_*.parquet"))
     memorized.assign(domain="code").to_parquet(tmp_path / "mem_code.parquet")
     run_pathways(cfg, "code", code_traces, tmp_path / "mem_code.parquet", tmp_path / "pw_code.parquet", tmp_path / "dist_code.parquet")
     run_cross_distances(cfg, [tmp_path / "pw.parquet", tmp_path / "pw_code.parquet"], tmp_path / "cross.parquet")
     cross = pd.read_parquet(tmp_path / "cross.parquet")
-    assert list(cross.columns) == ["ckpt", "step", "domain_a", "domain_b", "mean_distance", "n_pairs", "sampled"]
+    assert list(cross.columns) == ["ckpt", "step", "domain_a", "domain_b", "mean_distance", "n_pairs", "sampled", "revision_sha"]
+    assert cross.revision_sha.tolist() == ["sha-100", "sha-200"]
     assert len(cross) == 2 and (cross.n_pairs == 9).all()
     same = pathways.cross_distance(["1,3,2-0,3", "0,1-0,3", "3,0-3"], ["1,3,2-0,3", "0,1-0,3", "3,0-3"])[0]
     assert cross.mean_distance.iloc[0] == pytest.approx(same)
@@ -161,3 +226,10 @@ def test_run_pathways_rejects_unknown_sample(tmp_path):
     with pytest.raises(ValueError, match="'zz'"):
         run_pathways(cfg, "math", [tmp_path / "c" / "math_train.parquet"], tmp_path / "m.parquet", tmp_path / "p.parquet", tmp_path / "d.parquet")
     assert not (tmp_path / "p.parquet").exists()
+
+
+def test_one_symbol_per_expert_is_not_the_char_distance():
+    # the only shortening the strings offer (one code point per expert id) changes the number:
+    # deleting the comma of "1,2" gives "12" (1 char edit), but [1, 2] -> [12] costs 2 expert edits
+    assert Levenshtein.distance("1,2", "12") == 1
+    assert pathways.mean_pairwise_distance(["1,2", "12"], level="expert")[0] == 2

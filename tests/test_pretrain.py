@@ -124,3 +124,46 @@ def test_full_batch_uses_every_training_text(world, tmp_path):
             rows = read_jsonl(world / "world" / d / "train.jsonl")
             expected = sequence_losses(model, encode(rows, tok, "answer"))[0].mean().item()
             assert logged.loc[1, f"loss_{d}"] == pytest.approx(expected, abs=1e-5)  # step 1 saw the whole domain
+
+
+def test_no_weight_decay_groups_on_a_real_model(world):
+    """Norm gains and biases are not decayed, every matrix is: one zero-gradient AdamW step shows it."""
+    from transformers import OlmoeForCausalLM, PreTrainedTokenizerFast
+
+    from grokpath.pretrain import model_config, parameter_groups, parameter_kind
+
+    cfg = micro_cfg()["pretrain"]
+    tok = PreTrainedTokenizerFast.from_pretrained(str(world / "tokenizer"))
+    torch.manual_seed(0)
+    model = OlmoeForCausalLM(model_config(cfg, tok))
+    kinds = {name: parameter_kind(model, name) for name, _ in model.named_parameters()}
+    # 2 layers x (input, post-attention, q, k norms) + the final norm; OLMoE has no biases
+    assert sorted(n for n, k in kinds.items() if k == "norm") == sorted(
+        [f"model.layers.{i}.{m}.weight" for i in range(2)
+         for m in ("input_layernorm", "post_attention_layernorm", "self_attn.q_norm", "self_attn.k_norm")] + ["model.norm.weight"])
+    assert [n for n, k in kinds.items() if k == "router"] == ["model.layers.0.mlp.gate.weight", "model.layers.1.mlp.gate.weight"]
+    assert [n for n, k in kinds.items() if k == "embedding"] == ["model.embed_tokens.weight"]
+    assert not any(k == "bias" for k in kinds.values())
+
+    groups = parameter_groups(model, 1.0, ["norm", "bias"])
+    assert [g["weight_decay"] for g in groups] == [1.0, 0.0] and len(groups[1]["params"]) == 9
+    params = dict(model.named_parameters())
+    for p in params.values():
+        p.data.fill_(2.0)
+        p.grad = torch.zeros_like(p)
+    torch.optim.AdamW(groups, lr=0.1).step()  # zero gradient: only decoupled decay moves a parameter
+    for name, p in params.items():
+        expected = 2.0 if kinds[name] == "norm" else 2.0 * (1 - 0.1 * 1.0)
+        assert torch.allclose(p.data, torch.full_like(p, expected)), name
+    with pytest.raises(ValueError, match="pretrain.no_weight_decay"):
+        parameter_groups(model, 1.0, ["norms"])
+
+
+def test_log_checkpoint_schedule_by_hand():
+    from grokpath.checkpoints import mini_checkpoint_steps
+
+    # geomspace(3, 12, 3) = 3, 6, 12; geomspace(25, 1500, 12) ratio 60^(1/11) = 1.4510, rounded
+    assert mini_checkpoint_steps({"steps": 12, "n_checkpoints": 3, "checkpoint_schedule": "log", "first_checkpoint": 3}) == [3, 6, 12]
+    assert mini_checkpoint_steps({"steps": 1500, "n_checkpoints": 12, "checkpoint_schedule": "log", "first_checkpoint": 25}) == [
+        25, 36, 53, 76, 111, 161, 233, 338, 491, 713, 1034, 1500]
+    assert mini_checkpoint_steps({"steps": 12, "n_checkpoints": 3}) == [4, 8, 12]

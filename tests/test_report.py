@@ -12,7 +12,7 @@ import re
 import pytest
 
 from conftest import REPO
-from grokpath.analysis import PAPER_A_FIGURES
+from grokpath.figures import PAPER_A_FIGURES
 
 pytestmark = pytest.mark.e2e
 

@@ -15,7 +15,10 @@ from transformers import OlmoeConfig, OlmoeForCausalLM, PreTrainedTokenizerFast
 from grokpath.config import load_schema, validate
 from grokpath.io import read_metadata
 from grokpath.routing import find_gates, logits_of, router_weights
-from grokpath.traces import routing_weights, run_traces, trace_batch
+import torch.nn.functional as F
+
+from grokpath import traces
+from grokpath.traces import answer_mask, routing_weights, run_traces, sample_exact_match, sample_losses, trace_batch, trace_pass
 
 torch.set_num_threads(1)
 WORDS = [f"w{i}" for i in range(30)]
@@ -302,3 +305,51 @@ def test_target_loss_needs_prompt_and_target(study, tmp_path):
     domains = {"alpha": {s: str(bad) for s in ("train", "validation", "test")}}
     with pytest.raises(ValueError, match=r"bad.jsonl: sample 'x-1': field 'text' does not start with field 'prompt'"):
         run_traces({**target_cfg, "domains": domains}, root / "ckpt", "step000100", tmp_path / "out")
+
+
+# ---------------------------------------------------------------- one loss, one answer mask, padding
+@pytest.mark.parametrize("normalization", ["softmax", "topk"])
+def test_padding_changes_neither_routing_nor_loss(study, normalization):
+    """A sample alone and batched beside a longer one: the same routing means, loss, answer loss and per-token top-k."""
+    _, model, _, _ = study
+    short, long = [1, 10, 11, 12, 5], [1, 5, 6, 7, 8, 9, 13, 14, 15]
+    ids = torch.tensor([long, short + [0] * (len(long) - len(short))])
+    mask = (ids != 0).long()
+    alone_ids, alone_mask = torch.tensor([short]), torch.ones(1, len(short), dtype=torch.long)
+    batched = trace_pass(model, ids, mask, normalization, per_token=True, loss_mask=answer_mask(mask, [6, 3]))
+    alone = trace_pass(model, alone_ids, alone_mask, normalization, per_token=True, loss_mask=answer_mask(alone_mask, [3]))
+    np.testing.assert_allclose(batched.routing[1].numpy(), alone.routing[0].numpy(), rtol=0, atol=1e-6)
+    assert batched.loss[1].item() == pytest.approx(alone.loss[0].item(), abs=1e-6)
+    assert torch.equal(batched.token_expert_ids[1, : len(short)], alone.token_expert_ids[0])
+    # the routing means are over real tokens only: each layer sums to 1
+    assert torch.allclose(batched.routing.sum(-1), torch.ones(2, N_LAYERS), atol=1e-5)
+    # the answer loss of the short sample is over its tokens 3 and 4 alone
+    with torch.no_grad():
+        log_probs = torch.log_softmax(model(alone_ids).logits[0].double(), -1)
+    expected = -(log_probs[2, short[3]] + log_probs[3, short[4]]).item() / 2
+    assert alone.loss[0].item() == pytest.approx(expected, abs=2e-6)
+
+
+def test_sample_losses_chunks_are_bit_identical_to_one_cross_entropy(monkeypatch):
+    torch.manual_seed(3)
+    logits = torch.randn(3, 7, 50) * 4
+    ids = torch.randint(0, 50, (3, 7))
+    mask = torch.tensor([[1] * 7, [1] * 4 + [0] * 3, [1] * 2 + [0] * 5])
+    loss_mask = answer_mask(mask, [3, 2, 1])
+    # the plain path: one cross_entropy over every predicted position, masked mean per sample
+    nll = F.cross_entropy(logits[:, :-1].reshape(-1, 50), ids[:, 1:].reshape(-1), reduction="none").view(3, 6)
+    plain = (nll * loss_mask[:, 1:]).sum(1) / loss_mask[:, 1:].sum(1)
+    for chunk_bytes in (4 * 50, 4 * 50 * 5, 2**21):  # 1 row, 5 rows, all rows per chunk
+        monkeypatch.setattr(traces, "_CHUNK_BYTES", chunk_bytes)
+        assert torch.equal(sample_losses(logits, ids, mask, loss_mask), plain)
+    # exact match: argmax right at every averaged position
+    hits = (logits[:, :-1].argmax(-1) == ids[:, 1:]) | (loss_mask[:, 1:] == 0)
+    assert torch.equal(sample_exact_match(logits, ids, mask, loss_mask), hits.all(1))
+    forced = ids.clone()
+    forced[:, 1:] = logits[:, :-1].argmax(-1)
+    assert sample_exact_match(logits, forced, mask).all()
+
+
+def test_answer_mask_by_hand():
+    mask = torch.tensor([[1, 1, 1, 1, 0], [1, 1, 1, 1, 1]])
+    assert answer_mask(mask, [2, 4]).tolist() == [[0, 0, 1, 1, 0], [0, 0, 0, 0, 1]]

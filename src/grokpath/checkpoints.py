@@ -11,6 +11,7 @@ name for hub runs; :func:`checkpoint_names` is the single place that decides the
 """
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import os
@@ -18,10 +19,21 @@ import re
 import shutil
 from pathlib import Path
 
-import httpx2  # huggingface_hub's HTTP client
 import numpy as np
-from huggingface_hub import HfApi, snapshot_download
-from huggingface_hub.errors import RepositoryNotFoundError, RevisionNotFoundError
+from huggingface_hub import HfApi, constants, snapshot_download
+from huggingface_hub.errors import (
+    GatedRepoError,
+    HfHubHTTPError,
+    HTTPError,  # the hub client's transport error base (connect, timeout, protocol)
+    LocalEntryNotFoundError,
+    OfflineModeIsEnabled,
+    RepositoryNotFoundError,
+    RevisionNotFoundError,
+)
+from huggingface_hub.file_download import REGEX_COMMIT_HASH
+from huggingface_hub.utils import filter_repo_objects
+from huggingface_hub.utils.sha import git_hash, sha_fileobj
+from tqdm.auto import tqdm
 
 from grokpath.io import config_hash, provenance, write_json
 
@@ -148,15 +160,123 @@ def model_config_hash(directory: Path | str) -> str:
 
 
 # ---------------------------------------------------------------- hf source
-def fetch_hf_checkpoint(checkpoints: dict, ckpt: str, out_dir: Path | str) -> Path:
-    """Download hub revision ``ckpt`` of ``checkpoints.hf.repo_id`` into ``out_dir``.
+# huggingface_hub reads HF_ENDPOINT once, at import; the fetch reads it per call so a
+# stand-in hub (grokpath.standin_hub) set after import is honoured too.
+def hub_endpoint() -> str:
+    return (os.environ.get("HF_ENDPOINT") or constants.ENDPOINT).rstrip("/")
 
-    The revision name is validated before any network call. The download goes to
-    a hidden sibling ``.<ckpt>.download`` (kept on failure, so a rerun resumes it)
-    and is renamed onto ``out_dir`` only once complete, with ``provenance.json``.
+
+def _hub_error(err: Exception, repo_id: str, ckpt: str, partial: Path, endpoint: str) -> CheckpointError:
+    """One-line error naming the revision for everything the hub client raises."""
+    kept = f"; the partial download in {partial} is kept and a rerun resumes it"
+    if isinstance(err, RevisionNotFoundError):
+        return CheckpointError(f"revision '{ckpt}' not found in hub repo '{repo_id}' (checkpoints.hf.revisions)")
+    if isinstance(err, GatedRepoError):
+        return CheckpointError(
+            f"hub repo '{repo_id}' is gated: accept its terms on the hub and log in (hf auth login) to fetch revision '{ckpt}'"
+        )
+    if isinstance(err, RepositoryNotFoundError):
+        return CheckpointError(
+            f"hub repo '{repo_id}' not found or not accessible at {endpoint} (checkpoints.hf.repo_id); fetching revision '{ckpt}'"
+        )
+    if isinstance(err, OfflineModeIsEnabled):
+        return CheckpointError(f"cannot fetch revision '{ckpt}' of '{repo_id}': HF_HUB_OFFLINE is set; unset it for fetch_checkpoint")
+    if isinstance(err, OSError) and err.errno == errno.ENOSPC:
+        return CheckpointError(f"disk full while fetching revision '{ckpt}' of '{repo_id}' into {partial.parent}{kept}")
+    if isinstance(err, HfHubHTTPError):
+        status = err.response.status_code if err.response is not None else "?"
+        return CheckpointError(f"hub error {status} fetching revision '{ckpt}' of '{repo_id}' from {endpoint}{kept}")
+    first_line = (str(err).splitlines() or [""])[0]
+    if isinstance(err, (HTTPError, LocalEntryNotFoundError)):  # connect, timeout, protocol; "cannot reach the hub"
+        return CheckpointError(
+            f"cannot reach the hub at {endpoint} to fetch revision '{ckpt}' of '{repo_id}' (no network?): "
+            f"{type(err).__name__}: {first_line}{kept}"
+        )
+    return CheckpointError(f"could not fetch revision '{ckpt}' of '{repo_id}': {type(err).__name__}: {first_line}{kept}")
+
+
+HUB_ERRORS = (HfHubHTTPError, HTTPError, OfflineModeIsEnabled, LocalEntryNotFoundError, OSError)
+
+
+def resolve_revision(api: HfApi, repo_id: str, ckpt: str):
+    """The revision's commit SHA and file list (sizes, git blob ids, LFS sha256), in one call."""
+    info = api.model_info(repo_id, revision=ckpt, files_metadata=True)
+    if not info.sha or not REGEX_COMMIT_HASH.fullmatch(info.sha):
+        raise CheckpointError(f"hub answered revision '{ckpt}' of '{repo_id}' without a commit SHA ({info.sha!r})")
+    return info
+
+
+def expected_files(info, allow_patterns: list[str], ckpt: str) -> list:
+    """The siblings the fetch downloads (``allow_patterns``); at least one weights file."""
+    files = list(filter_repo_objects(info.siblings or [], allow_patterns=allow_patterns, key=lambda s: s.rfilename))
+    if not any(s.rfilename.endswith(".safetensors") for s in files):
+        raise CheckpointError(
+            f"revision '{ckpt}' has no *.safetensors file matching checkpoints.hf.allow_patterns {allow_patterns}"
+        )
+    return files
+
+
+def _file_identity(path: Path, sibling) -> tuple[str, str, str]:
+    """(algorithm, expected, actual): sha256 for LFS files, the git blob id for the rest."""
+    if sibling.lfs is not None:
+        with open(path, "rb") as fh:
+            return "sha256", sibling.lfs.sha256, sha_fileobj(fh).hex()
+    return "git blob id", sibling.blob_id, git_hash(path.read_bytes())
+
+
+def check_disk_space(files: list, directory: Path, headroom_gb: float, ckpt: str) -> None:
+    """Raise before downloading when the bytes still missing (plus headroom) exceed the free space."""
+    missing = sum(
+        s.size or 0 for s in files if not ((directory / s.rfilename).is_file() and (directory / s.rfilename).stat().st_size == s.size)
+    )
+    free = shutil.disk_usage(directory).free
+    if missing + headroom_gb * 1e9 > free:
+        raise CheckpointError(
+            f"not enough disk to fetch revision '{ckpt}': {missing / 1e9:.2f} GB to download plus "
+            f"{headroom_gb:g} GB headroom (checkpoints.hf.disk_headroom_gb), {free / 1e9:.2f} GB free in {directory.parent}"
+        )
+
+
+def verify_hub_files(directory: Path, files: list, ckpt: str) -> dict[str, str]:
+    """Check every downloaded file against the hub's hashes; returns {file: hash}.
+
+    A mismatching file is removed with its download record, so a rerun fetches it again.
+    """
+    hashes, bad = {}, []
+    for sibling in tqdm(files, desc=f"verify {ckpt}", unit="file", leave=False):
+        path = directory / sibling.rfilename
+        if not path.is_file():
+            raise CheckpointError(f"revision '{ckpt}': {sibling.rfilename} is missing after the download")
+        if sibling.lfs is None and sibling.blob_id is None:
+            log.warning("revision %s: the hub lists no hash for %s; not verified", ckpt, sibling.rfilename)
+            continue
+        algorithm, expected, actual = _file_identity(path, sibling)
+        if actual != expected:
+            bad.append(f"{sibling.rfilename} has {algorithm} {actual}, the hub lists {expected}")
+            path.unlink()
+            (directory / ".cache" / "huggingface" / "download" / f"{sibling.rfilename}.metadata").unlink(missing_ok=True)
+        hashes[sibling.rfilename] = expected
+    if bad:
+        raise CheckpointError(
+            f"hash mismatch in revision '{ckpt}': {'; '.join(bad)} (removed: a rerun downloads {'them' if len(bad) > 1 else 'it'} again)"
+        )
+    return hashes
+
+
+def fetch_hf_checkpoint(checkpoints: dict, ckpt: str, out_dir: Path | str, max_workers: int = 8) -> Path:
+    """Download hub revision ``ckpt`` of ``checkpoints.hf.repo_id`` into ``out_dir``, verified.
+
+    1. The revision name is validated before any network call.
+    2. One ``model_info`` call resolves it to its commit SHA and lists every file's size and hash.
+    3. Free disk is checked against the sizes still missing.
+    4. ``snapshot_download`` fetches exactly that SHA (``allow_patterns``) into a hidden sibling
+       ``.<ckpt>.download``: kept on failure, so a rerun skips the files already complete, and the
+       client resumes an interrupted transfer with a Range request.
+    5. Each file is checked against the hub's sha256 (LFS) or git blob id; then ``provenance.json``
+       (with ``revision_sha``) is written and the directory renamed onto ``out_dir``.
     """
     hf = checkpoints["hf"]
-    repo_id = hf["repo_id"]
+    repo_id, allow_patterns = hf["repo_id"], list(hf["allow_patterns"])
     try:
         step = checkpoint_step(checkpoints, ckpt)
     except ValueError as err:
@@ -164,33 +284,41 @@ def fetch_hf_checkpoint(checkpoints: dict, ckpt: str, out_dir: Path | str) -> Pa
     out_dir = Path(out_dir)
     partial = out_dir.with_name(f".{out_dir.name}.download")
     partial.mkdir(parents=True, exist_ok=True)
-    log.info("fetching %s@%s into %s (resumable: %s)", repo_id, ckpt, out_dir, partial)
+    endpoint = hub_endpoint()
+    api = HfApi(endpoint=endpoint)
     try:
-        sha = HfApi().model_info(repo_id, revision=ckpt).sha
+        info = resolve_revision(api, repo_id, ckpt)
+        files = expected_files(info, allow_patterns, ckpt)
+        check_disk_space(files, partial, float(hf["disk_headroom_gb"]), ckpt)
+        log.info(
+            "fetching %s@%s = commit %s (%d files, %.2f GB) from %s into %s",
+            repo_id, ckpt, info.sha, len(files), sum(s.size or 0 for s in files) / 1e9, endpoint, partial,
+        )
         snapshot_download(
             repo_id,
-            revision=ckpt,
+            revision=info.sha,
             local_dir=partial,
-            allow_patterns=list(hf["allow_patterns"]),
+            cache_dir=partial / ".cache" / "hub",  # self-contained: nothing written outside results/
+            allow_patterns=[s.rfilename for s in files],
+            endpoint=endpoint,
+            max_workers=max_workers,
         )
-    except RevisionNotFoundError:
-        raise CheckpointError(f"revision '{ckpt}' not found in hub repo '{repo_id}' (checkpoints.hf.revisions)") from None
-    except RepositoryNotFoundError:
-        raise CheckpointError(f"hub repo '{repo_id}' not found or not accessible (checkpoints.hf.repo_id)") from None
-    except (OSError, httpx2.HTTPError) as err:  # offline, network or server trouble
-        raise CheckpointError(
-            f"could not fetch {repo_id}@{ckpt}: {type(err).__name__}: {err}; "
-            f"the partial download in {partial} is kept and a rerun resumes it"
-        ) from None
-    shutil.rmtree(partial / ".cache", ignore_errors=True)  # hub download bookkeeping
+    except CheckpointError:
+        raise
+    except HUB_ERRORS as err:
+        raise _hub_error(err, repo_id, ckpt, partial, endpoint) from None
+    hashes = verify_hub_files(partial, files, ckpt)
     verify_checkpoint_dir(partial, label=f"{repo_id}@{ckpt}")
+    shutil.rmtree(partial / ".cache", ignore_errors=True)  # hub download bookkeeping
     write_json(
         provenance(
             step=step,
             source="hf",
             repo_id=repo_id,
             revision=ckpt,
-            revision_sha=sha,
+            revision_sha=info.sha,
+            endpoint=endpoint,
+            files=hashes,
             config_hash=model_config_hash(partial),
         ),
         partial / PROVENANCE,
@@ -198,7 +326,7 @@ def fetch_hf_checkpoint(checkpoints: dict, ckpt: str, out_dir: Path | str) -> Pa
     if out_dir.exists():
         shutil.rmtree(out_dir)
     os.replace(partial, out_dir)
-    log.info("fetched %s@%s (sha %s)", repo_id, ckpt, sha)
+    log.info("fetched %s@%s (commit %s): %d files verified", repo_id, ckpt, info.sha, len(hashes))
     return out_dir
 
 

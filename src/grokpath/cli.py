@@ -90,12 +90,99 @@ def _cmd_monitor_figure(args, cfg) -> None:
     save_figure(monitor_figure(pd.read_parquet(args.monitor)), args.out)
 
 
+# ---------------------------------------------------------------- data stage (real studies)
+def _register_data(sub) -> None:
+    p = _add(sub, "select-data", "one domain's train, validation and unfiltered test files from its datasets")
+    p.add_argument("--domain", required=True)
+    p.add_argument("--out", required=True, type=Path, help="results/data/<domain>")
+    p.add_argument("--manifest", required=True, type=Path, help="results/data/<domain>/manifest.parquet (manifest part)")
+    p.set_defaults(func=_cmd_select_data)
+
+    p = _add(sub, "select-tuning", "one LoRA tuning set as instruction/input/output JSONL")
+    p.add_argument("--set", required=True, dest="set_name", help="name under data.tuning.sets")
+    p.add_argument("--out", required=True, type=Path, help="results/data/tuning/<set>.jsonl")
+    p.add_argument("--manifest", required=True, type=Path, help="results/data/tuning/<set>.manifest.parquet")
+    p.set_defaults(func=_cmd_select_tuning)
+
+    p = _add(sub, "data-manifest", "gather the manifest parts into results/data/manifest.parquet")
+    p.add_argument("--inputs", required=True, nargs="+", type=Path)
+    p.add_argument("--out", required=True, type=Path)
+    p.set_defaults(func=_cmd_data_manifest)
+
+    p = _add(sub, "contamination", "Min-K%%++ scores of the test sets; drop the top data.contamination.drop_fraction")
+    p.add_argument("--checkpoint", required=True, type=Path, help="scoring checkpoint directory")
+    p.add_argument("--ckpt", required=True, help="scoring checkpoint name")
+    p.add_argument("--test", action="append", default=[], type=_domain_path, metavar="DOMAIN=DIR",
+                   help="results/data/<domain>: reads test_unfiltered.jsonl, writes test.jsonl (repeat per domain)")
+    p.add_argument("--out", required=True, type=Path, help="results/data/contamination.parquet")
+    p.add_argument("--threads", type=int, default=1, help="torch CPU threads")
+    p.set_defaults(func=_cmd_contamination)
+
+    p = _add(sub, "standin-data", "write small local files in each paper-A dataset's columns (data.source: local)")
+    p.add_argument("--out", required=True, type=Path, help="directory to use as data.local_dir")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--n", type=int, default=40, help="rows per training-side and validation file")
+    p.set_defaults(func=_cmd_standin_data)
+
+
+def _cmd_select_data(args, cfg) -> None:
+    from grokpath.selection import select_domain
+
+    select_domain(cfg, args.domain, out_dir=args.out, manifest_out=args.manifest)
+
+
+def _cmd_select_tuning(args, cfg) -> None:
+    from grokpath.selection import select_tuning
+
+    select_tuning(cfg, args.set_name, out=args.out, manifest_out=args.manifest)
+
+
+def _cmd_data_manifest(args, cfg) -> None:
+    from grokpath.selection import gather_manifest
+
+    gather_manifest(args.inputs, out=args.out)
+
+
+def _cmd_contamination(args, cfg) -> None:
+    import torch
+
+    from grokpath.contamination import run_contamination
+
+    torch.set_num_threads(args.threads)
+    tests = {domain: (folder / "test_unfiltered.jsonl", folder / "test.jsonl") for domain, folder in args.test}
+    run_contamination(cfg, checkpoint_dir=args.checkpoint, ckpt=args.ckpt, tests=tests, scores_out=args.out)
+
+
+def _cmd_standin_data(args, cfg) -> None:
+    from grokpath.standin_data import write_standin_data
+
+    for name, path in write_standin_data(args.out, seed=args.seed, n=args.n).items():
+        log.info("wrote %s", path)
+
+
 # ---------------------------------------------------------------- checkpoints + traces + evaluation
 def _register_traces(sub) -> None:
     p = _add(sub, "fetch-checkpoint", "download one hub revision (checkpoints.source: hf) with provenance.json")
     p.add_argument("--ckpt", required=True, help="hub revision, e.g. step125000-tokens524B")
     p.add_argument("--out", required=True, type=Path, help="results/checkpoints/<ckpt>")
+    p.add_argument("--threads", type=int, default=8, help="parallel file downloads")
     p.set_defaults(func=_cmd_fetch_checkpoint)
+
+    p = _add(sub, "standin-hub", "a local stand-in of the hub (HF_ENDPOINT) for rehearsing the real study")
+    actions = p.add_subparsers(dest="action", required=True)
+    build = _common(actions.add_parser("build", help="write a tiny random OLMoE repo at several revisions"))
+    build.add_argument("--root", required=True, type=Path, help="store directory")
+    build.add_argument("--repo-id", default=None, help="repo id (default: the real study's)")
+    build.add_argument("--revisions", nargs="+", default=None, help="branch names (default: 3 named like the real ones)")
+    build.add_argument("--seed", type=int, default=0, help="init seed of the first revision (+1 per revision)")
+    build.set_defaults(func=_cmd_standin_hub_build)
+    serve = _common(actions.add_parser("serve", help="serve a store on 127.0.0.1 until killed"))
+    serve.add_argument("--root", required=True, type=Path, help="store directory (standin-hub build)")
+    serve.add_argument("--port", type=int, default=0, help="TCP port; 0: a free one")
+    serve.add_argument("--port-file", type=Path, default=None, help="write the bound port here once listening")
+    serve.add_argument("--tamper", nargs="*", default=[], help="serve these files with one byte flipped (hash-check rehearsal)")
+    serve.add_argument("--drop-after", type=int, default=None, help="cut the first GET of each LFS file after N bytes (resume rehearsal)")
+    serve.set_defaults(func=_cmd_standin_hub_serve)
 
     p = _add(sub, "traces", "per-sample loss and routing of every (domain, split) through one checkpoint")
     p.add_argument("--checkpoint", required=True, type=Path, help="checkpoint directory")
@@ -108,7 +195,23 @@ def _register_traces(sub) -> None:
 def _cmd_fetch_checkpoint(args, cfg) -> None:
     from grokpath.checkpoints import fetch_hf_checkpoint
 
-    fetch_hf_checkpoint(cfg["checkpoints"], args.ckpt, args.out)
+    fetch_hf_checkpoint(cfg["checkpoints"], args.ckpt, args.out, max_workers=args.threads)
+
+
+def _cmd_standin_hub_build(args, cfg) -> None:
+    from grokpath.standin_hub import STANDIN_REPO_ID, STANDIN_REVISIONS, build_standin_repo
+
+    shas = build_standin_repo(
+        args.root, repo_id=args.repo_id or STANDIN_REPO_ID, revisions=args.revisions or STANDIN_REVISIONS, seed=args.seed
+    )
+    for revision, sha in shas.items():
+        print(f"{revision}\t{sha}")
+
+
+def _cmd_standin_hub_serve(args, cfg) -> None:
+    from grokpath.standin_hub import serve
+
+    serve(args.root, port=args.port, port_file=args.port_file, tamper=args.tamper, drop_after=args.drop_after)
 
 
 def _cmd_traces(args, cfg) -> None:
@@ -130,20 +233,22 @@ def _domain_path(text: str) -> tuple[str, Path]:
 
 def _register_evaluation(sub) -> None:
     p = _add(sub, "evaluate", "test accuracy of one checkpoint on every domain with one lm-eval call")
-    p.add_argument("--checkpoint", required=True, type=Path, help="model directory (checkpoint or results/tuned/<ckpt>)")
+    p.add_argument("--checkpoint", required=True, type=Path, help="checkpoint directory")
     p.add_argument("--ckpt", required=True, help="checkpoint name")
     p.add_argument("--test", action="append", default=[], type=_domain_path, metavar="DOMAIN=PATH",
                    help="test JSONL of a domain with a local task (repeat per domain)")
+    p.add_argument("--adapter", action="append", default=[], type=_domain_path, metavar="DOMAIN=PATH",
+                   help="LoRA adapter of a domain, results/tuned/<ckpt>/<set> (evaluation.tuning: lora; repeat per domain)")
     p.add_argument("--tasks-dir", required=True, type=Path, help="shipped lm-eval task YAMLs (workflow/tasks)")
     p.add_argument("--out", required=True, type=Path, help="results/eval/<ckpt>")
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     p.set_defaults(func=_cmd_evaluate)
 
-    p = _add(sub, "tune", "LoRA instruction tuning of one checkpoint; saves the merged model")
+    p = _add(sub, "tune", "LoRA instruction tuning of one checkpoint on one tuning set; saves the adapter")
     p.add_argument("--checkpoint", required=True, type=Path, help="checkpoint directory")
-    p.add_argument("--data", action="append", default=[], type=_domain_path, metavar="DOMAIN=PATH",
-                   help="instruction/response JSONL of a domain (repeat per domain)")
-    p.add_argument("--out", required=True, type=Path, help="results/tuned/<ckpt>")
+    p.add_argument("--set", required=True, dest="set_name", help="tuning set name (evaluation.lora.sets)")
+    p.add_argument("--data", required=True, type=Path, help="the set's JSONL (instruction, input, output)")
+    p.add_argument("--out", required=True, type=Path, help="results/tuned/<ckpt>/<set>")
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     p.set_defaults(func=_cmd_tune)
 
@@ -151,14 +256,15 @@ def _register_evaluation(sub) -> None:
 def _cmd_evaluate(args, cfg) -> None:
     from grokpath.evaluation import run_evaluation
 
-    run_evaluation(cfg, checkpoint_dir=args.checkpoint, ckpt=args.ckpt, out_dir=args.out,
-                   test_files=dict(args.test), tasks_dir=args.tasks_dir, threads=args.threads)
+    run_evaluation(cfg, checkpoint_dir=args.checkpoint, ckpt=args.ckpt, out_dir=args.out, test_files=dict(args.test),
+                   adapters=dict(args.adapter), tasks_dir=args.tasks_dir, threads=args.threads)
 
 
 def _cmd_tune(args, cfg) -> None:
     from grokpath.tuning import tune_lora
 
-    tune_lora(cfg, checkpoint_dir=args.checkpoint, data_files=dict(args.data), out_dir=args.out, threads=args.threads)
+    tune_lora(cfg, checkpoint_dir=args.checkpoint, set_name=args.set_name, data_file=args.data, out_dir=args.out,
+              threads=args.threads)
 
 
 # ---------------------------------------------------------------- paper A per-sample metrics
@@ -267,32 +373,35 @@ def _register_paper_a(sub) -> None:
 
 # ---------------------------------------------------------------- paper A analysis: join, tables, figures, theory
 def _register_analysis(sub) -> None:
-    p = _add(sub, "curves", "join per-sample metrics into curves.parquet (one row per domain and checkpoint)")
+    p = _add(sub, "samples", "the long per-(domain, checkpoint, sample) table every analysis step reads")
     p.add_argument("--traces", required=True, nargs="+", type=Path, help="traces/<ckpt>/<domain>_{train,validation}.parquet")
     p.add_argument("--eval-samples", required=True, nargs="+", type=Path, help="eval/<ckpt>/samples.parquet")
-    for name in ("memorization", "distances", "consistency", "pathways"):
+    for name in ("memorization", "onset", "consistency", "pathways"):
         p.add_argument(f"--{name}", required=True, type=Path, help=f"metrics/{name}.parquet")
-    p.add_argument("--onset", type=Path, default=None, help="metrics/onset.parquet (cumulative accuracy)")
+    p.add_argument("--out", required=True, type=Path, help="metrics/samples.parquet")
+    p.set_defaults(func=_cmd_samples)
+
+    p = _add(sub, "curves", "join per-sample metrics into curves.parquet (one row per domain and checkpoint)")
+    p.add_argument("--samples", required=True, type=Path, help="metrics/samples.parquet")
+    p.add_argument("--distances", required=True, type=Path, help="metrics/distances.parquet")
     p.add_argument("--out", required=True, type=Path, help="metrics/curves.parquet")
     p.set_defaults(func=_cmd_curves)
 
     p = _add(sub, "correlations", "Table 1: correlations with accuracy over the sustained-rise window, bootstrap CIs")
-    p.add_argument("--curves", required=True, type=Path)
-    p.add_argument("--traces", required=True, nargs="+", type=Path)
-    p.add_argument("--eval-samples", required=True, nargs="+", type=Path)
-    for name in ("memorization", "consistency", "pathways"):
-        p.add_argument(f"--{name}", required=True, type=Path, help=f"metrics/{name}.parquet")
+    p.add_argument("--curves", required=True, type=Path, help="metrics/curves.parquet")
+    p.add_argument("--samples", required=True, type=Path, help="metrics/samples.parquet")
+    p.add_argument("--distances", required=True, type=Path, help="metrics/distances.parquet")
     p.add_argument("--out-csv", required=True, type=Path)
     p.add_argument("--out-md", required=True, type=Path)
     p.set_defaults(func=_cmd_correlations)
 
     p = _add(sub, "onset-table", "per domain: start of the sustained accuracy rise with a bootstrap CI")
-    p.add_argument("--eval-samples", required=True, nargs="+", type=Path)
+    p.add_argument("--samples", required=True, type=Path, help="metrics/samples.parquet")
     p.add_argument("--out", required=True, type=Path, help="tables/onset.csv")
     p.set_defaults(func=_cmd_onset_table)
 
     p = _add(sub, "figures-a", "paper A's figures (PNG + PDF) from the metric tables")
-    for name in ("curves", "distances", "cross-distances", "groups", "ablation"):
+    for name in ("curves", "samples", "distances", "cross-distances", "groups", "ablation"):
         p.add_argument(f"--{name}", required=True, type=Path)
     p.add_argument("--correlations", required=True, type=Path, help="tables/correlations.csv (sustained-rise windows)")
     p.add_argument("--out-dir", required=True, type=Path, help="figures/paper_a")
@@ -304,35 +413,36 @@ def _register_analysis(sub) -> None:
     p.set_defaults(func=_cmd_theory)
 
 
-def _cmd_curves(args, cfg) -> None:
-    from grokpath.analysis import write_curves
+def _cmd_samples(args, cfg) -> None:
+    from grokpath.samples import write_samples
 
-    write_curves(
-        cfg, args.traces, args.eval_samples, args.memorization, args.distances, args.consistency, args.pathways,
-        args.onset, out_path=args.out,
-    )
+    write_samples(args.traces, args.eval_samples, args.memorization, args.onset, args.consistency, args.pathways, out_path=args.out)
+
+
+def _cmd_curves(args, cfg) -> None:
+    from grokpath.curves import write_curves
+
+    write_curves(cfg, args.samples, args.distances, out_path=args.out)
 
 
 def _cmd_correlations(args, cfg) -> None:
     from grokpath.correlations import write_correlations
 
-    write_correlations(
-        cfg, args.curves, args.traces, args.eval_samples, args.memorization, args.consistency, args.pathways,
-        out_csv=args.out_csv, out_md=args.out_md,
-    )
+    write_correlations(cfg, args.curves, args.samples, args.distances, out_csv=args.out_csv, out_md=args.out_md)
 
 
 def _cmd_onset_table(args, cfg) -> None:
-    from grokpath.analysis import write_onset
+    from grokpath.rise import write_onset
 
-    write_onset(cfg, args.eval_samples, out_csv=args.out)
+    write_onset(cfg, args.samples, out_csv=args.out)
 
 
 def _cmd_figures_a(args, cfg) -> None:
-    from grokpath.analysis import write_paper_a_figures
+    from grokpath.figures.paper_a import write_paper_a_figures
 
     write_paper_a_figures(
-        cfg, args.curves, args.distances, args.cross_distances, args.groups, args.ablation, args.correlations, out_dir=args.out_dir
+        cfg, args.curves, args.samples, args.distances, args.cross_distances, args.groups, args.ablation, args.correlations,
+        out_dir=args.out_dir,
     )
 
 
@@ -400,6 +510,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="grokpath", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
     _register_world(sub)
+    _register_data(sub)
     _register_traces(sub)
     _register_evaluation(sub)
     _register_metrics(sub)

@@ -1,17 +1,24 @@
 """Table 1 of paper A: Pearson / Spearman between test accuracy and each metric, per domain.
 
-Correlations use only the checkpoints of the sustained-rise window (see
-:mod:`grokpath.analysis`); with fewer than ``min_checkpoints`` there, all checkpoints
-are used and ``restricted`` is False. Point estimates come from ``curves.parquet``.
+Correlations use only the checkpoints of the sustained-rise window (:mod:`grokpath.rise`);
+with fewer than ``min_checkpoints`` there, all checkpoints are used and ``restricted`` is
+False. Point estimates come from ``curves.parquet`` (:mod:`grokpath.curves` says which
+samples each metric averages over).
 
-Beyond the paper, each correlation gets a percentile bootstrap CI: per replicate the
-test, training, validation and group samples are resampled with replacement (one
-resample per sample set, used at every checkpoint), every per-checkpoint value is
-recomputed from the resampled per-sample tables (the training-loss moving average from
-the resampled loss series), and the correlation is recomputed over the same window.
-Pathway distance is recomputed as the mean over pairs of distinct drawn samples of the
-precomputed Levenshtein matrix (at most ``bootstrap.max_distance_samples`` group samples,
-drawn once with the seed).
+Beyond the paper, each correlation gets a percentile bootstrap CI (:mod:`grokpath.bootstrap`)
+that resamples exactly the samples the point estimate averages over, from ``samples.parquet``:
+- test samples, for accuracy;
+- all validation samples, for validation loss;
+- the training samples of ``analysis.sample_group``, for training loss (and its moving
+  average, recomputed from the resampled series), consistency, raw cosine, entropy and
+  pathway distance: one resample shared by these metrics, drawn within each memorization
+  group (t*) so every group keeps its size.
+Pathway distance under a resample is recomputed per group from the Levenshtein matrix of
+the group's pathway strings, as the mean over pairs of distinct draws, and the groups are
+combined with ``analysis.distance_weighting`` as the point estimate is. With every count 1
+this is the point estimate; the table is only written when it matches distances.parquet,
+so the CI brackets the same samples and pairs. Each sample set has its own seeded stream;
+one resample is used at every checkpoint.
 """
 from __future__ import annotations
 
@@ -21,23 +28,32 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from scipy import stats
+from tqdm import tqdm
 
-from grokpath.analysis import (
-    EVAL_COLUMNS,
-    TRACE_COLUMNS,
+from grokpath.bootstrap import (
     domain_rng,
-    group_sample_ids,
-    moving_average,
+    pair_counts,
     percentile_ci,
-    read_table,
-    read_tables,
     resample_counts,
-    rise_window,
-    sample_matrix,
+    stratified_counts,
     weighted_means,
     weighted_pair_mean,
 )
+from grokpath.curves import (
+    DISTANCE_COLUMNS,
+    GROUP_PREFIX,
+    combine_groups,
+    describe_samples,
+    distance_weighting,
+    group_rows,
+    main_distance_rows,
+    memorization_group,
+    moving_average,
+    resolve_threshold,
+)
 from grokpath.io import write_text
+from grokpath.rise import rise_window
+from grokpath.samples import read_samples, read_table, sample_matrix
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +68,12 @@ METRICS = {
     "entropy": "routing entropy",
 }
 MIN_POINTS = 3  # a correlation over fewer checkpoints is reported as NaN
+WEIGHTING_TEXT = {
+    "equal": "mean of the memorization groups' all-pairs means, each group weighted equally",
+    "pairs": "mean of the memorization groups' all-pairs means, each group weighted by its pairs",
+    "samples": "mean of the memorization groups' all-pairs means, each group weighted by its samples",
+    "pooled": "one all-pairs mean over the whole group",
+}
 
 
 def correlate(x, y) -> tuple[float, float, float, float]:
@@ -84,113 +106,145 @@ def rowwise_spearman(x: np.ndarray, y: np.ndarray) -> np.ndarray:
     return r
 
 
-def _distance_matrices(strings: pd.DataFrame, ckpts: list[str], ids: list[str], level: str) -> list[np.ndarray | None]:
-    """Per checkpoint, the Levenshtein matrix among ``ids`` (None if a sample lacks a pathway there)."""
+def distance_matrix(strings: list[str], level: str) -> np.ndarray:
+    """All-pairs Levenshtein matrix of pathway strings at ``pathways.level`` (integers, as float64)."""
     from rapidfuzz import process
     from rapidfuzz.distance import Levenshtein
 
-    try:  # the metrics stage's level mapping ("char" / "expert"), so distances match its table
-        from grokpath.pathways import as_level
-    except ImportError:  # pragma: no cover - only before pathways.py exists
-        def as_level(values, level="char"):
-            if level != "char":
-                raise ValueError(f"pathways.level '{level}' needs grokpath.pathways")
-            return list(values)
+    from grokpath.pathways import as_level
 
-    out = []
-    for ckpt in ckpts:
-        at = strings[strings["ckpt"] == ckpt].drop_duplicates("sample_id").set_index("sample_id")["pathway"]
-        at = at.reindex(ids)
-        if at.isna().any() or len(ids) < 2:
-            out.append(None)
-            continue
-        seqs = as_level([str(s) for s in at], level)
-        out.append(process.cdist(seqs, seqs, scorer=Levenshtein.distance, workers=1, dtype=np.int64).astype(float))
-    return out
+    seqs = as_level(list(strings), level)
+    return process.cdist(seqs, seqs, scorer=Levenshtein.distance, workers=1, dtype=np.int64).astype(float)
 
 
-def bootstrap_series(
-    cfg: dict,
-    domain: str,
-    ckpts: list[str],
-    evals: pd.DataFrame,
-    traces: pd.DataFrame,
-    memorization: pd.DataFrame,
-    consistency: pd.DataFrame,
-    pathways: pd.DataFrame,
-) -> dict[str, np.ndarray]:
-    """Resampled per-checkpoint series, each (n_boot × n_ckpt): accuracy and every metric."""
+def _strata(members: pd.DataFrame) -> pd.Series:
+    """Per training sample: its memorization group label, or ``not memorized``."""
+    first = members.drop_duplicates("sample_id").set_index("sample_id")
+    memorized = first["memorized"].fillna(False).astype(bool) & first["t_star_step"].notna()
+    return pd.Series(
+        [memorization_group(t) if m else "not memorized" for m, t in zip(memorized, first["t_star_step"])], index=first.index
+    )
+
+
+def resampling_units(cfg: dict) -> dict[str, str]:
+    """What each metric's bootstrap resamples (besides the test samples of accuracy)."""
+    described = describe_samples(cfg)
+    within = " within each memorization group" if cfg["analysis"]["sample_group"] == "memorized" else ""
+    units = {m: described[m] + within for m in METRICS if m != "validation_loss"}
+    units["validation_loss"] = described["validation_loss"]
+    return units
+
+
+def group_distance(
+    strings: pd.Series, ids: list[str], strata: list[str], counts: np.ndarray, weighting: str, level: str = "char"
+) -> np.ndarray:
+    """Pathway distance of one checkpoint under each resample (n_boot,); ``counts`` over ``ids``."""
+    at = strings.reindex(ids)
+    if at.isna().any():
+        return np.full(counts.shape[0], np.nan)
+    if weighting == "pooled":
+        return weighted_pair_mean(distance_matrix(at.tolist(), level), counts)
+    strata = np.asarray(strata, dtype=object)
+    labels = [g for g in sorted(set(strata)) if g.startswith(GROUP_PREFIX)]
+    means, pairs, sizes = [], [], []
+    for label in labels:
+        columns = np.flatnonzero(strata == label)
+        block = counts[:, columns]
+        if len(columns) < 2:
+            continue  # no pair: no row in distances.parquet either
+        means.append(weighted_pair_mean(distance_matrix(at.iloc[columns].tolist(), level), block))
+        pairs.append(pair_counts(block))
+        sizes.append(len(columns))
+    if not means:
+        return np.full(counts.shape[0], np.nan)
+    return combine_groups(np.stack(means, axis=1), np.stack(pairs, axis=1), np.asarray(sizes, float), weighting)
+
+
+def bootstrap_series(cfg: dict, domain: str, ckpts: list[str], samples: pd.DataFrame) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """Resampled per-checkpoint series, each (n_boot × n_ckpt): accuracy and every metric.
+
+    Also returns the pathway distance with every count 1 (n_ckpt,), to check against the point estimate.
+    """
     analysis = cfg["analysis"]
     boot = analysis["bootstrap"]
     n_boot, seed = int(boot["n"]), int(boot["seed"])
     out: dict[str, np.ndarray] = {}
 
-    correct, test_ids = sample_matrix(evals.assign(correct=evals["correct"].astype(float)), ckpts, "correct")
+    tests = samples[samples["split"] == "test"]
+    correct, test_ids = sample_matrix(tests.assign(correct=tests["correct"].astype(float)), ckpts, "correct")
     out["accuracy"] = weighted_means(correct, resample_counts(domain_rng(seed, domain, 1), len(test_ids), n_boot))
 
-    for stream, (split, name) in enumerate([("train", "train_loss"), ("validation", "validation_loss")], start=2):
-        rows = traces[traces["split"] == split]
-        if rows.empty:
-            out[name] = np.full((n_boot, len(ckpts)), np.nan)
-            continue
-        loss, ids = sample_matrix(rows, ckpts, "loss")
-        out[name] = weighted_means(loss, resample_counts(domain_rng(seed, domain, stream), len(ids), n_boot))
+    validation = samples[samples["split"] == "validation"]
+    if validation.empty:
+        out["validation_loss"] = np.full((n_boot, len(ckpts)), np.nan)
+    else:
+        loss, ids = sample_matrix(validation, ckpts, "loss")
+        out["validation_loss"] = weighted_means(loss, resample_counts(domain_rng(seed, domain, 3), len(ids), n_boot))
+
+    # the group's metrics share one resample of its training samples, drawn within memorization groups
+    members = group_rows(samples, analysis["sample_group"])
+    strata = _strata(members).sort_index(kind="stable")
+    if analysis["sample_group"] != "memorized":
+        strata[:] = "one stratum"  # no memorization groups to keep: plain resampling
+    ids = list(strata.index)
+    counts = stratified_counts(domain_rng(seed, domain, 4), list(strata), n_boot)
+    for column in ("train_loss", "consistency", "mean_cosine", "entropy"):
+        values, _ = sample_matrix(members, ckpts, "loss" if column == "train_loss" else column, ids)
+        out[column] = weighted_means(values, counts)
     out["train_loss_ma"] = moving_average(out["train_loss"], int(analysis["moving_average_window"]), axis=1)
 
-    # the routing metrics share one resample of the group's training samples
-    cons = consistency[consistency["split"] == "train"]
-    paths = pathways[pathways["split"] == cfg.get("pathways", {}).get("distance_split", "train")]
-    group = group_sample_ids(memorization, domain, analysis["sample_group"])
-    ids = sorted(set(cons["sample_id"].astype(str)) | set(paths["sample_id"].astype(str)))
-    if group is not None:
-        ids = [i for i in ids if i in group]
-    group_counts = resample_counts(domain_rng(seed, domain, 4), len(ids), n_boot)
-    for column, frame in (("consistency", cons), ("mean_cosine", cons), ("entropy", paths)):
-        values, _ = sample_matrix(frame.assign(sample_id=frame["sample_id"].astype(str)), ckpts, column, ids)
-        out[column] = weighted_means(values, group_counts)
-
-    cap = int(boot["max_distance_samples"])
-    if len(ids) > cap:
-        pick = np.sort(domain_rng(seed, domain, 5).choice(len(ids), size=cap, replace=False))
-        dist_ids = [ids[i] for i in pick]
-        dist_counts = resample_counts(domain_rng(seed, domain, 6), cap, n_boot)
-    else:
-        dist_ids, dist_counts = ids, group_counts
-    level = cfg.get("pathways", {}).get("level", "char")
-    matrices = _distance_matrices(paths.assign(sample_id=paths["sample_id"].astype(str)), ckpts, dist_ids, level)
-    out["pathway_distance"] = np.stack(
-        [weighted_pair_mean(m, dist_counts) if m is not None else np.full(n_boot, np.nan) for m in matrices], axis=1
-    )
-    return out
+    weighting, level = distance_weighting(cfg), cfg.get("pathways", {}).get("level", "char")
+    ones = np.ones((1, len(ids)))
+    distance, point = [], []
+    for ckpt in ckpts:
+        strings = members[members["ckpt"] == ckpt].drop_duplicates("sample_id").set_index("sample_id")["pathway"]
+        strings = strings.astype(object).where(strings.notna(), None)
+        both = group_distance(strings, ids, list(strata), np.vstack([ones, counts]), weighting, level)
+        point.append(both[0])
+        distance.append(both[1:])
+    out["pathway_distance"] = np.stack(distance, axis=1) if ckpts else np.zeros((n_boot, 0))
+    return out, np.asarray(point, dtype=float)
 
 
-def correlation_table(
-    cfg: dict,
-    curves: pd.DataFrame,
-    evals: pd.DataFrame,
-    traces: pd.DataFrame,
-    memorization: pd.DataFrame,
-    consistency: pd.DataFrame,
-    pathways: pd.DataFrame,
-) -> pd.DataFrame:
-    """Long table: one row per (domain, metric) with r, ρ, their CIs and the window used."""
+def check_distance_inputs(cfg: dict, distances: pd.DataFrame) -> None:
+    """The bootstrap recomputes distances from pathways.parquet's strings: they must be what the point estimate used."""
+    threshold, strings_at = resolve_threshold(cfg), cfg.get("pathways", {}).get("threshold")
+    if strings_at is not None and not np.isclose(threshold, float(strings_at)):
+        raise ValueError(
+            f"analysis.distance_threshold ({threshold}) differs from pathways.threshold ({strings_at}), the threshold of "
+            "the pathway strings Table 1's bootstrap resamples: set analysis.distance_threshold: null"
+        )
+    rows = main_distance_rows(distances, threshold)
+    used = rows[rows["group"].astype(str).str.startswith(GROUP_PREFIX)] if distance_weighting(cfg) != "pooled" else rows[
+        rows["group"] == cfg["analysis"]["sample_group"]]
+    sampled = used[used["sampled"].astype(bool)]
+    if not sampled.empty:
+        first = sampled.iloc[0]
+        raise ValueError(
+            f"distances.parquet: group '{first['group']}' of {first['domain']} at {first['ckpt']} was computed from sampled "
+            "pairs (pathways.max_pairs); Table 1's bootstrap resamples all pairs of the point estimate: set pathways.max_pairs: null"
+        )
+
+
+def correlation_table(cfg: dict, curves: pd.DataFrame, samples: pd.DataFrame, distances: pd.DataFrame) -> pd.DataFrame:
+    """Long table: one row per (domain, metric) with r, ρ, their CIs, the window and the samples used."""
     analysis = cfg["analysis"]
     rule, level = analysis["sustained_rise"], float(analysis["bootstrap"]["ci"])
+    check_distance_inputs(cfg, distances)
+    described, units = describe_samples(cfg), resampling_units(cfg)
     rows = []
-    for domain, c in curves.groupby("domain", observed=True, sort=True):
-        c = c.sort_values("step")
+    for domain, c in tqdm(curves.groupby("domain", observed=True, sort=True), desc="Table 1 bootstrap", unit="domain"):
+        c = c.sort_values("step", kind="stable")
         ckpts, steps, accuracy = list(c["ckpt"]), c["step"].to_numpy(), c["accuracy"].to_numpy(dtype=float)
         mask, restricted = rise_window(steps, accuracy, rule)
-        series = bootstrap_series(
-            cfg,
-            domain,
-            ckpts,
-            evals[evals["domain"] == domain],
-            traces[traces["domain"] == domain],
-            memorization[memorization["domain"] == domain],
-            consistency[consistency["domain"] == domain],
-            pathways[pathways["domain"] == domain],
-        )
+        series, point = bootstrap_series(cfg, domain, ckpts, samples[samples["domain"] == domain])
+        expected = c["pathway_distance"].to_numpy(dtype=float)
+        if not np.allclose(point, expected, rtol=1e-9, atol=1e-9, equal_nan=True):
+            bad = int(np.flatnonzero(~np.isclose(point, expected, rtol=1e-9, atol=1e-9, equal_nan=True))[0])
+            raise ValueError(
+                f"{domain} {ckpts[bad]}: pathway distance from pathways.parquet's strings ({point[bad]}) differs from "
+                f"distances.parquet's ({expected[bad]}); the two metric tables come from different runs or settings"
+            )
         for metric in METRICS:
             x = c[metric].to_numpy(dtype=float)
             pearson, pearson_p, spearman, spearman_p = correlate(x[mask], accuracy[mask])
@@ -214,6 +268,8 @@ def correlation_table(
                     "pearson_p": pearson_p,
                     "spearman_p": spearman_p,
                     "n_boot": int(analysis["bootstrap"]["n"]),
+                    "samples": described[metric],
+                    "resampled": units[metric] + "; test samples",
                 }
             )
         log.info("correlations %s: window from step %d (%d checkpoints, restricted=%s)", domain, steps[mask][0], mask.sum(), restricted)
@@ -224,12 +280,18 @@ def _fmt(value: float, digits: int = 3) -> str:
     return "n/a" if not np.isfinite(value) else f"{value:.{digits}f}"
 
 
-def correlations_markdown(table: pd.DataFrame, ci: float = 0.95) -> str:
+def correlations_markdown(table: pd.DataFrame, cfg: dict) -> str:
     """Table 1 layout: metrics as rows, domains as columns, cells ``r [lo, hi] / ρ [lo, hi]``."""
     domains = list(dict.fromkeys(table["domain"]))
-    level = f"{100 * ci:g}%"
+    ci = f"{100 * float(cfg['analysis']['bootstrap']['ci']):g}%"
+    described = describe_samples(cfg)
     lines = [
-        f"Pearson r / Spearman ρ between test accuracy and each metric, bootstrap {level} CIs in brackets.",
+        f"Pearson r / Spearman ρ between test accuracy and each metric, bootstrap {ci} CIs in brackets.",
+        (
+            f"Training loss and the routing metrics are over {described['train_loss']}; validation loss over "
+            f"{described['validation_loss']}. Pathway distance: {WEIGHTING_TEXT[distance_weighting(cfg)]} "
+            "(analysis.distance_weighting). The bootstrap resamples the samples each value averages over."
+        ),
         "",
         "| metric | " + " | ".join(domains) + " |",
         "|---|" + "---|" * len(domains),
@@ -256,26 +318,8 @@ def correlations_markdown(table: pd.DataFrame, ci: float = 0.95) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_correlations(
-    cfg: dict,
-    curves_path: Path,
-    trace_paths: list[Path],
-    eval_paths: list[Path],
-    memorization_path: Path,
-    consistency_path: Path,
-    pathways_path: Path,
-    out_csv: Path,
-    out_md: Path,
-) -> pd.DataFrame:
-    table = correlation_table(
-        cfg,
-        read_table(curves_path),
-        read_tables(eval_paths, EVAL_COLUMNS),
-        read_tables(trace_paths, TRACE_COLUMNS),
-        read_table(memorization_path, ["domain", "sample_id", "memorized"]),
-        read_table(consistency_path, ["ckpt", "domain", "split", "sample_id", "consistency", "mean_cosine"]),
-        read_table(pathways_path, ["ckpt", "domain", "split", "sample_id", "pathway", "entropy"]),
-    )
+def write_correlations(cfg: dict, curves_path: Path, samples_path: Path, distances_path: Path, out_csv: Path, out_md: Path) -> pd.DataFrame:
+    table = correlation_table(cfg, read_table(curves_path), read_samples(samples_path), read_table(distances_path, DISTANCE_COLUMNS))
     write_text(table.to_csv(index=False), out_csv)
-    write_text(correlations_markdown(table, float(cfg["analysis"]["bootstrap"]["ci"])), out_md)
+    write_text(correlations_markdown(table, cfg), out_md)
     return table

@@ -6,15 +6,27 @@ is a local task: its run-specific copy, with the test JSONL resolved to an absol
 path, is rendered into ``<out_dir>/tasks/`` before lm-eval runs. Any other name must
 be an lm-eval built-in task (real mode, e.g. ``mmlu_college_chemistry``).
 
+Two families of local tasks ship there: the mini world's ``grokpath_<domain>`` tasks
+(prompt/target exact match) and the benchmark tasks of the real study
+(``grokpath_minerva_math``, ``grokpath_humaneval_plus``, ``grokpath_commonsense_qa``,
+``grokpath_mmlu_college_chemistry``), which read our own filtered test JSONL and take
+the built-in tasks' prompt, extraction and metric from lm-eval's task code
+(``workflow/tasks/grokpath_benchmarks.py``). The code task's pass@1 runs generated
+programs in :mod:`grokpath.sandbox`, and only with ``evaluation.allow_code_execution``.
+
+With LoRA tuning, each domain is evaluated with its own adapter (lm-eval's ``peft=``
+model argument): one ``simple_evaluate`` call per adapter, all in one job.
+
 lm-eval does all the scoring; this module only renders task files, calls
-``simple_evaluate`` once, and turns its logged samples into ``samples.parquet``
-(ckpt, step, domain, sample_id, correct, response, target).
+``simple_evaluate``, and turns its logged samples into ``samples.parquet``
+(ckpt, step, revision_sha, domain, sample_id, correct, response, target).
 """
 from __future__ import annotations
 
 import contextlib
 import json
 import logging
+import math
 import os
 import shutil
 import tempfile
@@ -25,15 +37,50 @@ from typing import Any, Iterator
 import pandas as pd
 import yaml
 
-from grokpath.checkpoints import parse_step
+from grokpath.checkpoints import checkpoint_step, read_provenance
 from grokpath.config import REPO_ROOT
 from grokpath.io import atomic_dir, write_frame, write_json
+from grokpath.sandbox import SETTINGS_ENV as CODE_EXECUTION_ENV
 
 log = logging.getLogger(__name__)
 
 DEFAULT_TASKS_DIR = REPO_ROOT / "workflow" / "tasks"
 DEFAULT_TASK = "grokpath_{domain}"  # as the domains schema default
-SAMPLE_COLUMNS = ["ckpt", "step", "domain", "sample_id", "correct", "response", "target"]
+SAMPLE_COLUMNS = ["ckpt", "step", "revision_sha", "domain", "sample_id", "correct", "response", "target"]
+# fields every record of a local task's test JSONL needs unless the task's metadata.required_fields says
+DEFAULT_REQUIRED_FIELDS = ("sample_id", "prompt", "target")
+
+
+class FunctionRef(str):
+    """A task YAML's ``!function module.name`` reference, kept as text when we copy a task."""
+
+
+class _TaskLoader(yaml.SafeLoader):
+    pass
+
+
+class _TaskDumper(yaml.SafeDumper):
+    pass
+
+
+_TaskLoader.add_constructor("!function", lambda loader, node: FunctionRef(loader.construct_scalar(node)))
+_TaskDumper.add_representer(FunctionRef, lambda dumper, ref: dumper.represent_scalar("!function", str(ref)))
+
+
+def _load_task_yaml(path: Path) -> dict:
+    with open(path) as fh:
+        return yaml.load(fh, Loader=_TaskLoader) or {}
+
+
+def _function_modules(node: Any) -> set[str]:
+    """Module names of every ``!function module.name`` inside a task config."""
+    if isinstance(node, FunctionRef):
+        return {node.rsplit(".", 1)[0]}
+    if isinstance(node, dict):
+        return set().union(*(_function_modules(v) for v in node.values()))
+    if isinstance(node, list):
+        return set().union(*(_function_modules(v) for v in node))
+    return set()
 
 
 def domain_tasks(domains: dict) -> dict[str, str]:
@@ -56,20 +103,20 @@ def local_task_yaml(tasks_dir: Path | str, task: str) -> Path | None:
 
 
 def task_yaml_files(task_yaml: Path | str) -> list[Path]:
-    """A task YAML and the files it includes (for a rule's inputs)."""
+    """A task YAML, the files it includes and the Python modules its ``!function``s name (a rule's inputs)."""
     task_yaml = Path(task_yaml)
-    with open(task_yaml) as fh:
-        includes = (yaml.safe_load(fh) or {}).get("include")
+    config = _load_task_yaml(task_yaml)
+    includes = config.get("include")
     files = [task_yaml]
     for name in [includes] if isinstance(includes, str) else includes or []:
         files += task_yaml_files(task_yaml.parent / name)
-    return files
+    files += [task_yaml.parent / f"{module}.py" for module in sorted(_function_modules(config))]
+    return list(dict.fromkeys(files))
 
 
 def _resolved_task_config(task_yaml: Path) -> dict:
     """A task YAML with its ``include`` chain merged in (included keys first, as lm-eval does)."""
-    with open(task_yaml) as fh:
-        config = yaml.safe_load(fh) or {}
+    config = _load_task_yaml(task_yaml)
     includes = config.pop("include", None)
     merged: dict = {}
     for name in [includes] if isinstance(includes, str) else includes or []:
@@ -89,11 +136,17 @@ def render_local_tasks(
 
     ``local_tasks``: task -> shipped YAML; ``test_files``: task -> test JSONL.
     The copies point at absolute data files, keep the datasets cache in ``cache_dir``
-    and take ``max_gen_toks`` from the config.
+    and take ``max_gen_toks`` from the config (generation tasks); the Python modules
+    their ``!function``s name are copied beside them.
     """
     with atomic_dir(out_dir) as tmp:  # a fresh set each run: no stale task files to index
         for task, task_yaml in local_tasks.items():
             _render_task(evaluation, task, task_yaml, test_files[task], cache_dir, tmp / f"{task}.yaml")
+            for module in _function_modules(_resolved_task_config(task_yaml)):
+                source = Path(task_yaml).parent / f"{module}.py"
+                if not source.is_file():
+                    raise FileNotFoundError(f"task YAML {task_yaml} names !function module '{module}' but {source} does not exist")
+                shutil.copyfile(source, tmp / source.name)
     return out_dir
 
 
@@ -106,11 +159,17 @@ def _render_task(evaluation: dict, task: str, task_yaml: Path, test_file: Path, 
     kwargs["data_files"] = {config.get("test_split", "test"): str(Path(test_file).resolve())}
     kwargs["cache_dir"] = str(Path(cache_dir).resolve())
     config["dataset_kwargs"] = kwargs
-    config["generation_kwargs"] = {**config.get("generation_kwargs", {}), "max_gen_toks": evaluation["max_gen_toks"]}
+    if config.get("output_type", "generate_until") == "generate_until":
+        config["generation_kwargs"] = {**config.get("generation_kwargs", {}), "max_gen_toks": evaluation["max_gen_toks"]}
     out.write_text(
         f"# rendered from {task_yaml} by grokpath.evaluation; do not edit\n"
-        + yaml.safe_dump(config, sort_keys=False, allow_unicode=True)
+        + yaml.dump(config, Dumper=_TaskDumper, sort_keys=False, allow_unicode=True)
     )
+
+
+def task_metadata(task_yaml: Path | str) -> dict:
+    """The ``metadata`` block of a local task (``required_fields``, ``executes_code``)."""
+    return _resolved_task_config(Path(task_yaml)).get("metadata") or {}
 
 
 def check_test_files(local_tasks: dict[str, Path], test_files: dict[str, Path]) -> None:
@@ -128,13 +187,14 @@ def check_test_files(local_tasks: dict[str, Path], test_files: dict[str, Path]) 
             record = json.loads(first)
         except json.JSONDecodeError as err:
             raise ValueError(f"test data file {path} (task '{task}', YAML {task_yaml}): line 1 is not JSON: {err}") from err
-        missing = [k for k in ("sample_id", "prompt", "target") if k not in record]
+        required = task_metadata(task_yaml).get("required_fields") or DEFAULT_REQUIRED_FIELDS
+        missing = [k for k in required if k not in record]
         if missing:
             raise ValueError(f"test data file {path} (task '{task}', YAML {task_yaml}): records lack field(s) {missing}")
 
 
-def model_args(evaluation: dict, checkpoints: dict, model_dir: Path | str) -> str:
-    """lm-eval's ``model_args`` string for the hf model."""
+def model_args(evaluation: dict, checkpoints: dict, model_dir: Path | str, adapter: Path | str | None = None) -> str:
+    """lm-eval's ``model_args`` string for the hf model (``adapter``: a LoRA adapter dir, lm-eval's ``peft=``)."""
     args = (
         f"pretrained={Path(model_dir).resolve()},"
         f"trust_remote_code={bool(checkpoints.get('trust_remote_code', False))},"
@@ -145,6 +205,8 @@ def model_args(evaluation: dict, checkpoints: dict, model_dir: Path | str) -> st
     )
     if checkpoints.get("tokenizer"):
         args += f",tokenizer={Path(checkpoints['tokenizer']).resolve()}"
+    if adapter is not None:
+        args += f",peft={Path(adapter).resolve()}"
     return args
 
 
@@ -156,24 +218,16 @@ def resolve_device(device: str) -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
-def checkpoint_step(checkpoint_dir: Path | str, ckpt: str) -> int:
-    """Step from the checkpoint's provenance.json, else from its name."""
-    provenance = Path(checkpoint_dir) / "provenance.json"
-    if provenance.is_file():
-        step = json.loads(provenance.read_text()).get("step")
-        if step is not None:
-            return int(step)
-    return parse_step(ckpt)
-
-
 @contextlib.contextmanager
-def _offline_env(cache_dir: Path, allow_code_execution: bool) -> Iterator[None]:
-    """Offline HF, a private datasets cache; restored afterwards."""
+def _offline_env(cache_dir: Path, evaluation: dict) -> Iterator[None]:
+    """Offline HF, a private datasets cache, the code sandbox's settings; restored afterwards."""
+    allow_code_execution = bool(evaluation["allow_code_execution"])
     settings = {
         "HF_HUB_OFFLINE": "1",
         "HF_DATASETS_OFFLINE": "1",
         "TRANSFORMERS_OFFLINE": "1",
         "HF_DATASETS_CACHE": str(Path(cache_dir).resolve()),
+        CODE_EXECUTION_ENV: json.dumps({"allow": allow_code_execution, **evaluation["sandbox"]}),
     }
     if allow_code_execution:
         settings["HF_ALLOW_CODE_EVAL"] = "1"  # HF `evaluate`'s code_eval refuses to run without it
@@ -198,10 +252,27 @@ def _response_text(sample: dict, output_type: str) -> str:
     return response if isinstance(response, str) else json.dumps(response, default=str)
 
 
+def _target_text(sample: dict, output_type: str) -> str:
+    """lm-eval's target; multiple choice: the gold option's index (a letter target such as
+    CommonsenseQA's answerKey is looked up among the choices' continuations)."""
+    target = sample["target"]
+    if output_type == "multiple_choice" and not isinstance(target, int) and not str(target).strip().isdigit():
+        continuations = [str(args[1]).strip() for args in sample.get("arguments") or [] if len(args) > 1]
+        if str(target).strip() in continuations:
+            return str(continuations.index(str(target).strip()))
+    return str(target)
+
+
 def leaf_tasks(task: str, group_subtasks: dict[str, list[str]]) -> list[str]:
     """The tasks lm-eval logs samples for: a group (e.g. ``minerva_math``) expands to its subtasks."""
     subtasks = group_subtasks.get(task) or []
     return [leaf for sub in subtasks for leaf in leaf_tasks(sub, group_subtasks)] if subtasks else [task]
+
+
+def _correct(value: Any) -> bool | None:
+    """Full credit (>= 1) on a per-sample metric; None when it was not computed (NaN)."""
+    value = float(value)
+    return None if math.isnan(value) else bool(value >= 1.0)
 
 
 def samples_frame(
@@ -210,11 +281,16 @@ def samples_frame(
     scoring: dict[str, dict],
     ckpt: str,
     step: int,
+    *,
+    revision_sha: str | None = None,
+    local_tasks: set[str] | frozenset[str] = frozenset(),
 ) -> tuple[pd.DataFrame, dict[str, str]]:
     """One row per (domain, test sample) from lm-eval's logged samples (``results["samples"]``).
 
     ``correct`` is full credit (value >= 1) on the task's scoring metric under its
-    scoring filter: ``evaluation.scoring.<task>`` or the first metric and filter lm-eval logged.
+    scoring filter: ``evaluation.scoring.<task>`` or the first metric and filter lm-eval logged;
+    null where the metric is NaN (code not executed). ``sample_id`` comes from the logged doc;
+    local tasks must carry one, built-in tasks fall back to lm-eval's doc index.
     Returns the frame and leaf task -> "metric,filter" (lm-eval's results key).
     """
     rows, keys = [], {}
@@ -236,22 +312,62 @@ def samples_frame(
             output_type = results["configs"][leaf]["output_type"]
             for sample in sorted(chosen, key=lambda s: s["doc_id"]):
                 doc = sample["doc"] if isinstance(sample["doc"], dict) else {}
-                fallback_id = f"{leaf}:{sample['doc_id']}" if len(leaves) > 1 else str(sample["doc_id"])
+                if "sample_id" in doc:
+                    sample_id = str(doc["sample_id"])
+                elif leaf in local_tasks or task in local_tasks:
+                    raise ValueError(f"task '{leaf}' (domain '{domain}'): a logged doc has no 'sample_id' (doc_id {sample['doc_id']})")
+                else:  # an lm-eval built-in task reading its own copy of the benchmark: not joinable
+                    sample_id = f"{leaf}:{sample['doc_id']}" if len(leaves) > 1 else str(sample["doc_id"])
                 rows.append(
                     {
                         "ckpt": ckpt,
                         "step": step,
+                        "revision_sha": revision_sha,
                         "domain": domain,
-                        "sample_id": str(doc.get("sample_id", fallback_id)),
-                        "correct": bool(float(sample[metric]) >= 1.0),
+                        "sample_id": sample_id,
+                        "correct": _correct(sample[metric]),
                         "response": _response_text(sample, output_type),
-                        "target": str(sample["target"]),
+                        "target": _target_text(sample, output_type),
                     }
                 )
     frame = pd.DataFrame(rows, columns=SAMPLE_COLUMNS)
-    frame = frame.astype({"ckpt": "string", "step": "int64", "domain": "string", "sample_id": "string",
-                          "correct": "bool", "response": "string", "target": "string"})
+    has_null = frame["correct"].isna().any()
+    frame = frame.astype({"ckpt": "string", "step": "int64", "revision_sha": "string", "domain": "string",
+                          "sample_id": "string", "correct": "boolean" if has_null else "bool",
+                          "response": "string", "target": "string"})
     return frame, keys
+
+
+def _adapter_groups(evaluation: dict, task_of: dict[str, str], adapters: dict[str, Path]) -> list[tuple[Path | None, list[str]]]:
+    """(adapter or None, tasks) per lm-eval call: domains sharing an adapter share a call."""
+    if evaluation["tuning"] != "lora":
+        if adapters:
+            raise ValueError(f"adapters given for {sorted(adapters)} but evaluation.tuning is '{evaluation['tuning']}'")
+        return [(None, list(task_of.values()))]
+    missing = [d for d in task_of if d not in adapters]
+    if missing:
+        raise ValueError(f"evaluation.tuning is 'lora' but no adapter was given for domain(s) {missing}")
+    unknown = sorted(set(adapters) - set(task_of))
+    if unknown:
+        raise ValueError(f"adapters given for domain(s) {unknown} not in config 'domains' {sorted(task_of)}")
+    groups: dict[Path, list[str]] = {}
+    for domain, task in task_of.items():
+        adapter = Path(adapters[domain])
+        if not (adapter / "adapter_config.json").is_file():
+            raise FileNotFoundError(f"domain '{domain}': LoRA adapter {adapter} has no adapter_config.json (rule tune)")
+        groups.setdefault(adapter, []).append(task)
+    return list(groups.items())
+
+
+MERGED_KEYS = ("results", "configs", "samples", "group_subtasks", "versions", "n-shot", "higher_is_better", "n-samples")
+
+
+def _merge_results(calls: list[dict[str, Any]]) -> dict[str, Any]:
+    """lm-eval results of several calls (disjoint tasks) as one results dict."""
+    merged = dict(calls[0])
+    for key in MERGED_KEYS:
+        merged[key] = {k: v for call in calls for k, v in (call.get(key) or {}).items()}
+    return merged
 
 
 def run_evaluation(
@@ -261,38 +377,49 @@ def run_evaluation(
     out_dir: Path | str,
     *,
     test_files: dict[str, Path | str] | None = None,
+    adapters: dict[str, Path | str] | None = None,
     tasks_dir: Path | str = DEFAULT_TASKS_DIR,
     threads: int | None = None,
 ) -> pd.DataFrame:
-    """Evaluate one checkpoint on every domain's test task with one lm-eval call.
+    """Evaluate one checkpoint on every domain's test task.
 
     ``cfg``: the ``evaluation``, ``domains`` and (optional) ``checkpoints`` sections. ``test_files``: domain ->
-    test JSONL (needed for local tasks). Writes ``<out_dir>/lm_eval.json`` (lm-eval's
-    results without the per-sample log) and ``<out_dir>/samples.parquet``.
+    test JSONL (needed for local tasks). ``adapters``: domain -> LoRA adapter dir (``evaluation.tuning: lora``);
+    one lm-eval call per distinct adapter, one call in all without tuning. Writes ``<out_dir>/lm_eval.json``
+    (lm-eval's results without the per-sample log) and ``<out_dir>/samples.parquet``.
     """
     evaluation, domains = cfg["evaluation"], cfg["domains"]
+    checkpoints = cfg.get("checkpoints") or {}
     checkpoint_dir, out_dir = Path(checkpoint_dir), Path(out_dir)
     test_files = {d: Path(p) for d, p in (test_files or {}).items()}
     unknown = sorted(set(test_files) - set(domains))
     if unknown:
         raise ValueError(f"test files given for domain(s) {unknown} not in config 'domains' {sorted(domains)}")
 
-    # -- cheap checks first: task names, data files, checkpoint
+    # -- cheap checks first: task names, data files, checkpoint, adapters
     task_of = domain_tasks(domains)
     task_domains = {task: domain for domain, task in task_of.items()}
     local_tasks = {task: y for task in task_domains if (y := local_task_yaml(tasks_dir, task)) is not None}
     check_test_files(local_tasks, {t: test_files[d] for t, d in task_domains.items() if d in test_files})
     if not (checkpoint_dir / "config.json").is_file():
         raise FileNotFoundError(f"checkpoint '{ckpt}': {checkpoint_dir} is not a saved HF model (no config.json)")
-    step = checkpoint_step(checkpoint_dir, ckpt)
+    step = checkpoint_step(checkpoints, ckpt)
+    revision_sha = read_provenance(checkpoint_dir).get("revision_sha")
+    groups = _adapter_groups(evaluation, task_of, {d: Path(p) for d, p in (adapters or {}).items()})
+    for task, task_yaml in local_tasks.items():
+        if task_metadata(task_yaml).get("executes_code") and not evaluation["allow_code_execution"]:
+            log.warning("domain '%s' (task %s): generations are saved but not executed, so pass@1 and `correct` are null. "
+                        "To score it, set evaluation.allow_code_execution: true (programs then run in grokpath.sandbox, "
+                        "a best-effort sandbox: use a machine you can afford to lose)", task_domains[task], task)
 
     out_dir.mkdir(parents=True, exist_ok=True)
     throwaway_cache = evaluation["datasets_cache"] is None
     for stale in out_dir.glob(".hf_datasets.*"):  # left by a killed run
         shutil.rmtree(stale, ignore_errors=True)
     cache_dir = Path(tempfile.mkdtemp(prefix=".hf_datasets.", dir=out_dir)) if throwaway_cache else Path(evaluation["datasets_cache"])
+    calls = []
     try:
-        with _offline_env(cache_dir, evaluation["allow_code_execution"]):
+        with _offline_env(cache_dir, evaluation):
             rendered = render_local_tasks(
                 evaluation,
                 local_tasks,
@@ -300,28 +427,37 @@ def run_evaluation(
                 out_dir / "tasks",
                 cache_dir,
             )
-            results = _call_lm_eval(evaluation, cfg.get("checkpoints", {}), checkpoint_dir, list(task_domains), rendered,
-                                    include_defaults=len(local_tasks) < len(task_domains), threads=threads)
+            for adapter, tasks in groups:
+                calls.append(_call_lm_eval(evaluation, checkpoints, checkpoint_dir, tasks, rendered, adapter=adapter,
+                                           include_defaults=any(t not in local_tasks for t in tasks), threads=threads))
     finally:
         if throwaway_cache:
             shutil.rmtree(cache_dir, ignore_errors=True)
+    results = _merge_results(calls)
 
-    frame, keys = samples_frame(results, task_domains, evaluation["scoring"], ckpt, step)
+    frame, keys = samples_frame(results, task_domains, evaluation["scoring"], ckpt, step,
+                                revision_sha=revision_sha, local_tasks=set(local_tasks))
     for task, domain in task_domains.items():
         in_domain = frame["domain"] == domain
-        accuracy = frame.loc[in_domain, "correct"].mean()
-        log.info("%s %s (%s): accuracy %.4f over %d samples", ckpt, domain, task, accuracy, int(in_domain.sum()))
+        scored = frame.loc[in_domain, "correct"].dropna()
+        accuracy = float(scored.astype(float).mean()) if len(scored) else math.nan
+        log.info("%s %s (%s): accuracy %.4f over %d samples (%d scored)", ckpt, domain, task, accuracy,
+                 int(in_domain.sum()), len(scored))
         key = keys.get(task)  # a group's aggregate may weigh subtasks differently: compare leaves only
         reported = results["results"].get(task, {}).get(key) if key else None
-        if isinstance(reported, (int, float)) and abs(float(reported) - accuracy) > 1e-9:
+        if isinstance(reported, (int, float)) and len(scored) and abs(float(reported) - accuracy) > 1e-9:
             log.warning("task '%s': lm-eval's %s = %s differs from mean(correct) = %s (metric is not 0/1 per sample)",
                         task, key, reported, accuracy)
 
     summary = {k: v for k, v in results.items() if k != "samples"}
-    summary["grokpath"] = {"ckpt": ckpt, "step": step, "checkpoint_dir": str(checkpoint_dir),
-                           "task_of_domain": task_of, "scoring_key": keys}
+    adapter_of = {task_domains[t]: (str(a) if a else None) for a, tasks in groups for t in tasks}
+    summary["grokpath"] = {"ckpt": ckpt, "step": step, "revision_sha": revision_sha, "checkpoint_dir": str(checkpoint_dir),
+                           "task_of_domain": task_of, "adapter_of_domain": adapter_of, "scoring_key": keys,
+                           "calls": [{"adapter": str(a) if a else None, "tasks": t, "config": c.get("config")}
+                                     for (a, t), c in zip(groups, calls)]}
     write_json(summary, out_dir / "lm_eval.json")
-    write_frame(frame, out_dir / "samples.parquet", metadata={"ckpt": ckpt, "step": step, "scoring_key": keys})
+    write_frame(frame, out_dir / "samples.parquet",
+                metadata={"ckpt": ckpt, "step": step, "revision_sha": revision_sha, "scoring_key": keys})
     return frame
 
 
@@ -332,10 +468,11 @@ def _call_lm_eval(
     tasks: list[str],
     include_path: Path,
     *,
+    adapter: Path | None,
     include_defaults: bool,
     threads: int | None,
 ) -> dict[str, Any]:
-    """The one lm-eval call; imports here so the offline environment is set first."""
+    """One lm-eval call (one model, optionally with one adapter); imports here so the offline environment is set first."""
     import torch
     from lm_eval import simple_evaluate
     from lm_eval.tasks import TaskManager
@@ -349,7 +486,7 @@ def _call_lm_eval(
     started = time.perf_counter()
     results = simple_evaluate(
         model="hf",
-        model_args=model_args(evaluation, checkpoints, model_dir),
+        model_args=model_args(evaluation, checkpoints, model_dir, adapter),
         tasks=tasks,
         batch_size=evaluation["batch_size"],
         device=resolve_device(evaluation["device"]),
@@ -359,5 +496,6 @@ def _call_lm_eval(
         confirm_run_unsafe_code=evaluation["allow_code_execution"],
         bootstrap_iters=evaluation["bootstrap_iters"],
     )
-    log.info("lm-eval on %s: %d task(s) in %.1f s", model_dir, len(tasks), time.perf_counter() - started)
+    log.info("lm-eval on %s%s: %d task(s) in %.1f s", model_dir, f" + adapter {adapter}" if adapter else "",
+             len(tasks), time.perf_counter() - started)
     return results

@@ -77,6 +77,8 @@ def calibrate_epsilon(
         gap = low - fraction if fraction < low else fraction - high
         if best is None or gap < best[0]:
             best = (gap, epsilon, fraction)
+        if fraction > high:  # the fraction never falls as ε grows: later grid values are farther
+            break
     _, epsilon, fraction = best
     log.warning("no ε on the %.3g grid gives a memorized fraction in %s; closest: ε=%s (fraction %.3f)", epsilon_step, target_fraction, epsilon, fraction)
     return {"epsilon": epsilon, "fraction": fraction, "in_band": False}
@@ -145,9 +147,16 @@ def ablation_grid(
 
 
 def ablation_epsilons(section: dict, main_epsilon: float) -> list[float]:
-    """The ε ablation grid: offsets from the main ε (relative) or absolute values; ε ≤ 0 dropped."""
+    """The ε ablation grid; ε ≤ 0 dropped.
+
+    ``ablation_epsilon_factors`` (when set): the main ε times each factor, for loss scales
+    far below the paper's (the mini world's answer-token NLL). Otherwise ``ablation_epsilons``
+    as offsets from the main ε (``ablation_epsilon_relative``) or as absolute values.
+    """
     grid = section["ablation_epsilons"]
-    if section["ablation_epsilon_relative"]:
+    if section.get("ablation_epsilon_factors"):
+        grid = [round(main_epsilon * factor, 12) for factor in section["ablation_epsilon_factors"]]
+    elif section["ablation_epsilon_relative"]:
         grid = [round(main_epsilon + offset, 10) for offset in grid]
     kept = [e for e in grid if e > 0]
     if len(kept) < len(grid):

@@ -125,6 +125,19 @@ def distance_groups(memorized: pd.DataFrame) -> dict[str, set[str]]:
     return groups
 
 
+DISTANCE_COLUMNS = ["ckpt", "step", "domain", "group", "threshold", "layer", "mean_distance", "n_pairs", "sampled", "revision_sha"]
+
+
+def _revision_sha(frame: pd.DataFrame) -> str | None:
+    """The checkpoint's revision sha recorded in a trace file (None when it has none)."""
+    if "revision_sha" not in frame.columns:
+        return None
+    values = frame["revision_sha"].dropna().unique()
+    if len(values) > 1:
+        raise ValueError(f"trace file mixes revision_sha values {sorted(map(str, values))}")
+    return str(values[0]) if len(values) else None
+
+
 def _distance_kwargs(section: dict, threads: int) -> dict:
     return {"max_pairs": section["max_pairs"], "seed": section["seed"], "level": section["level"],
             "block_rows": section["block_rows"], "workers": threads}
@@ -148,6 +161,7 @@ def run_pathways(
         (frame, routing), = _read_traces([path], domain)
         split = str(frame["split"].iloc[0]) if "split" in frame.columns else Path(path).stem.split("_")[-1]
         ckpt, step = str(frame["ckpt"].iloc[0]), int(frame["step"].iloc[0])
+        revision_sha = _revision_sha(frame)
         strings = pathways.pathway_strings(routing, threshold, crossing)
         pathway_rows.append(
             pd.DataFrame(
@@ -157,6 +171,7 @@ def run_pathways(
                     "pathway": strings,
                     "n_experts_total": pathways.n_experts_total(routing, threshold, crossing).astype(np.int32),
                     "entropy": pathways.routing_entropy(routing),
+                    "revision_sha": pd.array([revision_sha] * len(frame), dtype="string"),
                 }
             )
         )
@@ -166,26 +181,30 @@ def run_pathways(
         unknown = set(ids) - groups["all"]
         if unknown:
             raise ValueError(f"{path}: sample '{sorted(unknown)[0]}' has no memorization row in {memorization_path}")
-        per_threshold = {t: (strings if t == threshold else pathways.pathway_strings(routing, t, crossing)) for t in thresholds}
+        members = {group: np.isin(ids, list(ids_in)) for group, ids_in in groups.items()}
+        members = {group: mask for group, mask in members.items() if mask.sum() >= 2}
+        by_threshold = {  # every group from one pass over the pairs, per threshold and per layer
+            t: pathways.group_mean_distances(strings if t == threshold else pathways.pathway_strings(routing, t, crossing),
+                                             members, **distance_kwargs)
+            for t in thresholds
+        }
         per_layer = pathways.layer_strings(routing, threshold, crossing)
-        for group, members in groups.items():
-            mask = np.isin(ids, list(members))
-            if mask.sum() < 2:
-                continue
-            picked = np.flatnonzero(mask)
-            for t, all_strings in per_threshold.items():
-                mean, n_pairs, sampled = pathways.mean_pairwise_distance([all_strings[k] for k in picked], **distance_kwargs)
-                distance_rows.append((ckpt, step, domain, group, t, -1, mean, n_pairs, sampled))
-            for layer in range(routing.shape[1]):
-                mean, n_pairs, sampled = pathways.mean_pairwise_distance([per_layer[k][layer] for k in picked], **distance_kwargs)
-                distance_rows.append((ckpt, step, domain, group, threshold, layer, mean, n_pairs, sampled))
+        by_layer = [
+            pathways.group_mean_distances([sample[layer] for sample in per_layer], members, **distance_kwargs)
+            for layer in range(routing.shape[1])
+        ]
+        for group in members:
+            for t, results in by_threshold.items():
+                distance_rows.append((ckpt, step, domain, group, t, -1, *results[group], revision_sha))
+            for layer, results in enumerate(by_layer):
+                distance_rows.append((ckpt, step, domain, group, threshold, layer, *results[group], revision_sha))
         log.info("pathways %s %s: %d samples, %d distance rows so far", domain, ckpt, len(ids), len(distance_rows))
 
     meta = {"pathways": section, **provenance()}
     write_frame(pd.concat(pathway_rows, ignore_index=True), pathways_out, metadata=meta)
-    distances = pd.DataFrame(
-        distance_rows, columns=["ckpt", "step", "domain", "group", "threshold", "layer", "mean_distance", "n_pairs", "sampled"]
-    ).astype({"step": "int64", "threshold": "float64", "layer": "int64", "n_pairs": "int64", "sampled": "bool"})
+    distances = pd.DataFrame(distance_rows, columns=DISTANCE_COLUMNS).astype(
+        {"step": "int64", "threshold": "float64", "layer": "int64", "n_pairs": "int64", "sampled": "bool", "revision_sha": "string"}
+    )
     write_frame(distances, distances_out, metadata=meta)
 
 
@@ -193,19 +212,28 @@ def run_cross_distances(cfg: dict, pathway_files: list[Path], out: Path, threads
     """Mean distance between the pathways of two domains, per checkpoint (fig. 12)."""
     section = cfg["pathways"]
     distance_kwargs = _distance_kwargs(section, threads)
-    table = pd.concat([pd.read_parquet(p, columns=["ckpt", "step", "domain", "split", "pathway"]) for p in pathway_files], ignore_index=True)
+    frames = []
+    for path in pathway_files:
+        frame = pd.read_parquet(path)
+        missing = [c for c in ("ckpt", "step", "domain", "split", "pathway") if c not in frame.columns]
+        if missing:
+            raise ValueError(f"pathways file {path} lacks column '{missing[0]}'")
+        frames.append(frame.assign(revision_sha=frame["revision_sha"] if "revision_sha" in frame.columns else None))
+    table = pd.concat(frames, ignore_index=True)
     table = table.loc[table["split"] == section["distance_split"]]
     domains = list(dict.fromkeys(table["domain"]))
     rows = []
     for (ckpt, step), at_ckpt in table.groupby(["ckpt", "step"], sort=True):
         by_domain = {d: part["pathway"].tolist() for d, part in at_ckpt.groupby("domain")}
+        revision_sha = _revision_sha(at_ckpt)
         for i, a in enumerate(domains):
             for b in domains[i + 1 :]:
                 if a in by_domain and b in by_domain:
                     mean, n_pairs, sampled = pathways.cross_distance(by_domain[a], by_domain[b], **distance_kwargs)
-                    rows.append((ckpt, int(step), a, b, mean, n_pairs, sampled))
+                    rows.append((ckpt, int(step), a, b, mean, n_pairs, sampled, revision_sha))
     log.info("cross distances: %d (checkpoint, domain pair) rows over domains %s", len(rows), domains)
-    frame = pd.DataFrame(rows, columns=["ckpt", "step", "domain_a", "domain_b", "mean_distance", "n_pairs", "sampled"])
+    frame = pd.DataFrame(rows, columns=["ckpt", "step", "domain_a", "domain_b", "mean_distance", "n_pairs", "sampled", "revision_sha"])
+    frame = frame.astype({"revision_sha": "string"})
     write_frame(frame.sort_values(["step", "domain_a", "domain_b"], ignore_index=True), out, metadata=provenance())
 
 
@@ -233,6 +261,7 @@ def run_consistency(cfg: dict, domain: str, traces: list[Path], router_weights: 
                 {
                     "ckpt": frame["ckpt"].astype(str).to_numpy(), "step": frame["step"].astype("int64").to_numpy(),
                     "domain": domain, "split": split, "sample_id": frame["sample_id"].to_numpy(), **scores,
+                    "revision_sha": pd.array([_revision_sha(frame)] * len(frame), dtype="string"),
                 }
             )
         )

@@ -81,11 +81,108 @@ def as_level(strings: list[str], level: str = "char") -> list[str]:
 
 
 def _cdist(a: list[str], b: list[str], workers: int) -> np.ndarray:
-    return process.cdist(a, b, scorer=Levenshtein.distance, workers=workers, dtype=np.int64)
+    return process.cdist(a, b, scorer=Levenshtein.distance, workers=workers, dtype=np.int32)
 
 
 def _cpdist(a: list[str], b: list[str], workers: int) -> np.ndarray:
     return process.cpdist(a, b, scorer=Levenshtein.distance, workers=workers, dtype=np.int64)
+
+
+def _unique_counts(strings: list[str], members: dict[str, np.ndarray]) -> tuple[list[str], np.ndarray]:
+    """Distinct strings (first-seen order) and their multiplicity in each group (U, G) int64."""
+    index: dict[str, int] = {}
+    codes = np.array([index.setdefault(s, len(index)) for s in strings], dtype=np.int64)
+    counts = np.zeros((len(index), len(members)), dtype=np.int64)
+    for g, rows in enumerate(members.values()):
+        np.add.at(counts[:, g], codes[rows], 1)
+    return list(index), counts
+
+
+def _weighted_sums(rows: list[str], cols: list[str], row_w: np.ndarray, col_w: np.ndarray, *, triangle: bool,
+                   block_rows: int, workers: int) -> np.ndarray:
+    """Per group g, Σ row_w[u, g]·col_w[v, g]·d(rows[u], cols[v]) as exact integers (G,).
+
+    ``triangle``: rows and cols are the same list and only u < v counts (the distance is
+    symmetric and d(s, s) = 0). Blocks of ``block_rows`` rows go through rapidfuzz; each
+    block's distances are reduced into every group at once by one matrix product, so no
+    N × N matrix is ever held. The product runs in float64 when every partial sum is an
+    integer below 2**53 (then it is exact), else in int64.
+    """
+    n_groups = row_w.shape[1]
+    total = np.zeros(n_groups, dtype=object)  # Python ints: no overflow
+    if not rows or not cols:
+        return total
+    bound = max(map(len, rows)) + max(map(len, cols))  # d(a, b) <= max(len) <= this
+    exact_float = bound * int(row_w.sum(0).max()) * int(col_w.sum(0).max()) < 2**53
+    for start in range(0, len(rows), block_rows):
+        stop = min(start + block_rows, len(rows))
+        first = start + 1 if triangle else 0  # columns before the block's first row never count
+        if first >= len(cols):
+            break
+        dist = _cdist(rows[start:stop], cols[first:], workers)
+        if triangle:  # block row r is sample start + r; keep columns first + c > start + r
+            dist[np.tril_indices(stop - start, k=-1, m=dist.shape[1])] = 0
+        weights = col_w[first:]
+        if exact_float:
+            per_row = np.rint(dist.astype(np.float64) @ weights.astype(np.float64)).astype(np.int64)
+        else:
+            per_row = dist.astype(np.int64) @ weights
+        total += [int(x) for x in (per_row * row_w[start:stop]).sum(0)]
+    return total
+
+
+def group_mean_distances(
+    strings: list[str],
+    groups: dict[str, np.ndarray],
+    max_pairs: int | None = None,
+    seed: int = 0,
+    level: str = "char",
+    block_rows: int = 256,
+    workers: int = -1,
+    dedup: bool = True,
+) -> dict[str, tuple[float, int, bool]]:
+    """Mean Levenshtein distance over the pairs i < j inside every group, from one pass.
+
+    ``groups`` maps a name to the indices (or a boolean mask) of its members in
+    ``strings``; groups may overlap. Returns ``{name: (mean, n_pairs, sampled)}`` with
+    the same semantics as :func:`mean_pairwise_distance`, which gives identical numbers
+    group by group. The exact groups are reduced together: identical strings are merged
+    (``dedup``) and weighted by their multiplicity in each group, only the upper triangle
+    of distinct strings is computed, in blocks of ``block_rows`` rows, and each block is
+    reduced into every group's integer sum. A group with more than ``max_pairs`` pairs is
+    sampled on its own instead.
+    """
+    strings = as_level(strings, level)
+    members = {}
+    for name, rows in groups.items():
+        rows = np.asarray(rows)
+        members[name] = np.flatnonzero(rows) if rows.dtype == bool else rows.astype(np.int64)
+    out: dict[str, tuple[float, int, bool]] = {}
+    exact: dict[str, np.ndarray] = {}
+    for name, rows in members.items():
+        n = len(rows)
+        n_pairs = n * (n - 1) // 2
+        if n_pairs == 0:
+            out[name] = (float("nan"), 0, False)
+        elif max_pairs is not None and n_pairs > max_pairs:
+            out[name] = mean_pairwise_distance([strings[k] for k in rows], max_pairs, seed, "char", block_rows, workers)
+        else:
+            exact[name] = rows
+    if exact:
+        union = np.unique(np.concatenate(list(exact.values())))
+        local = {name: np.searchsorted(union, rows) for name, rows in exact.items()}
+        picked = [strings[k] for k in union]
+        if dedup:
+            distinct, counts = _unique_counts(picked, local)
+        else:
+            distinct, counts = picked, np.zeros((len(picked), len(local)), dtype=np.int64)
+            for g, rows in enumerate(local.values()):
+                np.add.at(counts[:, g], rows, 1)
+        sums = _weighted_sums(distinct, distinct, counts, counts, triangle=True, block_rows=block_rows, workers=workers)
+        for (name, rows), total in zip(exact.items(), sums):
+            n_pairs = len(rows) * (len(rows) - 1) // 2
+            out[name] = (total / n_pairs, n_pairs, False)
+    return {name: out[name] for name in groups}
 
 
 def mean_pairwise_distance(
@@ -100,8 +197,9 @@ def mean_pairwise_distance(
 
     When ``max_pairs`` is set and there are more pairs, ``max_pairs`` pairs (i != j)
     are drawn uniformly with replacement; ``sampled`` says so. Fewer than 2 strings
-    give ``(nan, 0, False)``. Rows go through rapidfuzz in blocks of ``block_rows`` so
-    memory stays at block_rows × N; ``workers`` threads (-1: all cores).
+    give ``(nan, 0, False)``. The exact mean is the integer sum of all pair distances
+    divided by the pair count (see :func:`group_mean_distances`); ``workers`` threads
+    (-1: all cores).
     """
     strings = as_level(strings, level)
     n = len(strings)
@@ -114,13 +212,7 @@ def mean_pairwise_distance(
         j = (i + rng.integers(1, n, size=max_pairs)) % n  # uniform over j != i
         dist = _cpdist([strings[k] for k in i], [strings[k] for k in j], workers)
         return float(dist.mean()), int(max_pairs), True
-    total = 0
-    for start in range(0, n - 1, block_rows):
-        stop = min(start + block_rows, n - 1)
-        block = _cdist(strings[start:stop], strings[start:], workers)
-        # row r (sample start + r) pairs with columns c > r
-        total += int(np.triu(block, k=1).sum())
-    return total / total_pairs, total_pairs, False
+    return group_mean_distances(strings, {"all": np.arange(n)}, block_rows=block_rows, workers=workers)["all"]
 
 
 def mean_pairwise_distance_value(strings: list[str], **kwargs) -> float:
@@ -137,7 +229,10 @@ def cross_distance(
     block_rows: int = 256,
     workers: int = -1,
 ) -> tuple[float, int, bool]:
-    """Mean Levenshtein distance over all pairs (a_i, b_j): ``(mean, n_pairs, sampled)``."""
+    """Mean Levenshtein distance over all pairs (a_i, b_j): ``(mean, n_pairs, sampled)``.
+
+    Exact: identical strings on either side are merged and weighted by multiplicity.
+    """
     a, b = as_level(a, level), as_level(b, level)
     total_pairs = len(a) * len(b)
     if total_pairs == 0:
@@ -148,7 +243,9 @@ def cross_distance(
         j = rng.integers(0, len(b), size=max_pairs)
         dist = _cpdist([a[k] for k in i], [b[k] for k in j], workers)
         return float(dist.mean()), int(max_pairs), True
-    total = sum(int(_cdist(a[s : s + block_rows], b, workers).sum()) for s in range(0, len(a), block_rows))
+    rows, row_w = _unique_counts(a, {"a": np.arange(len(a))})
+    cols, col_w = _unique_counts(b, {"b": np.arange(len(b))})
+    total = _weighted_sums(rows, cols, row_w, col_w, triangle=False, block_rows=block_rows, workers=workers)[0]
     return total / total_pairs, total_pairs, False
 
 

@@ -1,9 +1,10 @@
 """Mini pretraining: a small OLMoE trained from scratch on the mini world.
 
 nanoGPT-plain: one loop, AdamW with linear warmup then constant lr, weight
-decay, balanced domains (each step takes ``batch_size`` random training texts
-from every domain, or all of them when ``batch_size`` is 0/null = full batch,
-and averages the per-domain losses). The loss is plain
+decay (none on norm gains and biases: ``no_weight_decay``), balanced domains
+(each step takes ``batch_size`` random training texts from every domain, or
+all of them when ``batch_size`` is 0/null = full batch, and averages the
+per-domain losses). The loss is plain
 language modelling over every token of each text (``loss_on: all``, as in the
 paper's pretraining data) or only over the answer tokens (``loss_on: answer``).
 
@@ -118,8 +119,8 @@ def model_config(pretrain: dict, tokenizer: PreTrainedTokenizerFast) -> OlmoeCon
         num_experts=pretrain["num_experts"],
         num_experts_per_tok=pretrain["top_k"],
         max_position_embeddings=pretrain["max_position_embeddings"],
-        router_aux_loss_coef=pretrain["router_aux_loss_coef"],
-        initializer_range=pretrain["init_std"],
+        router_aux_loss_coef=float(pretrain["router_aux_loss_coef"]),
+        initializer_range=float(pretrain["init_std"]),
         output_router_logits=pretrain["router_aux_loss_coef"] > 0,
         norm_topk_prob=False,
         tie_word_embeddings=False,
@@ -127,6 +128,41 @@ def model_config(pretrain: dict, tokenizer: PreTrainedTokenizerFast) -> OlmoeCon
         bos_token_id=tokenizer.bos_token_id,
         eos_token_id=tokenizer.eos_token_id,
     )
+
+
+NO_DECAY_KINDS = ("norm", "bias", "embedding", "router")
+
+
+def parameter_kind(model: torch.nn.Module, name: str) -> str:
+    """``norm`` (RMSNorm/LayerNorm gains), ``bias``, ``embedding`` (token embeddings),
+    ``router`` (the ``mlp.gate`` rows) or ``weight`` (every other matrix)."""
+    module_name, _, leaf = name.rpartition(".")
+    module = model.get_submodule(module_name)
+    if "norm" in type(module).__name__.lower():
+        return "norm"
+    if leaf == "bias":
+        return "bias"
+    if isinstance(module, torch.nn.Embedding):
+        return "embedding"
+    if module_name.endswith("mlp.gate"):
+        return "router"
+    return "weight"
+
+
+def parameter_groups(model: torch.nn.Module, weight_decay: float, no_decay: list[str]) -> list[dict]:
+    """AdamW groups: decay ``weight_decay`` on every parameter except the kinds in ``no_decay``.
+
+    The usual recipe (nanoGPT, OLMo) decays matrices only: norm gains and biases get
+    none. Decaying RMSNorm gains shrinks what the routers see, so their softmax drifts
+    towards uniform over training.
+    """
+    unknown = sorted(set(no_decay) - set(NO_DECAY_KINDS))
+    if unknown:
+        raise ValueError(f"pretrain.no_weight_decay: unknown kind(s) {unknown}; known: {list(NO_DECAY_KINDS)}")
+    decay, keep = [], []
+    for name, param in model.named_parameters():
+        (keep if parameter_kind(model, name) in no_decay else decay).append(param)
+    return [{"params": decay, "weight_decay": weight_decay}, {"params": keep, "weight_decay": 0.0}]
 
 
 def learning_rate(step: int, pretrain: dict) -> float:
@@ -192,7 +228,7 @@ def pretrain(
     torch.manual_seed(pre["seed"])
     model = OlmoeForCausalLM(model_config(pre, tokenizer))
     optimizer = torch.optim.AdamW(
-        model.parameters(), lr=pre["lr"], betas=(pre["beta1"], pre["beta2"]), weight_decay=pre["weight_decay"]
+        parameter_groups(model, pre["weight_decay"], pre["no_weight_decay"]), lr=pre["lr"], betas=(pre["beta1"], pre["beta2"])
     )
     sampler = torch.Generator().manual_seed(pre["seed"])
     loss_rows: list[dict] = []

@@ -36,7 +36,7 @@ from grokpath.checkpoints import (
 )
 from grokpath.data import SPLITS, DataError, read_split, split_path
 from grokpath.io import atomic_path, write_parquet
-from grokpath.routing import DEFAULT_GATE_MODULE, RouterCapture, find_gates, num_experts, router_weights, top_k_of
+from grokpath.routing import DEFAULT_GATE_MODULE, find_gates, logits_of, num_experts, router_weights, top_k_of
 
 log = logging.getLogger(__name__)
 
@@ -67,31 +67,127 @@ def routing_weights(logits: torch.Tensor, normalization: str, top_k: int) -> tor
     raise ValueError(f"traces.routing_normalization '{normalization}' is not one of {NORMALIZATIONS}")
 
 
-def sample_losses(
-    logits: torch.Tensor, input_ids: torch.Tensor, attention_mask: torch.Tensor, loss_mask: torch.Tensor | None = None
-) -> torch.Tensor:
-    """Mean next-token NLL per sample over real positions (B,), float32.
+_CHUNK_BYTES = 2**21  # float32 logits per loss chunk on the CPU: about 2 MiB, so each chunk stays in cache
+_CHUNK_BYTES_GPU = 2**30  # on a GPU: few kernel launches, while a float32 copy of bf16 logits stays bounded
 
-    ``loss_mask`` (B, T), if given, keeps only the positions whose token it marks
-    (e.g. the target tokens); position 0 is never predicted.
-    Half-precision logits are upcast one sample at a time, so a 7B model's
-    (B, T, 50k) logits are never copied to float32 whole.
-    """
+
+def _predicted(attention_mask: torch.Tensor, loss_mask: torch.Tensor | None) -> torch.Tensor:
+    """(B, T-1) float: 1 where the token at position t+1 is real (and marked by ``loss_mask``)."""
     valid = (attention_mask[:, 1:] * attention_mask[:, :-1]).float()
     if loss_mask is not None:
         valid = valid * loss_mask[:, 1:].to(valid)
-    if logits.dtype == torch.float32:
-        batch, length, vocab = logits.shape
-        nll = F.cross_entropy(logits[:, :-1].reshape(-1, vocab), input_ids[:, 1:].reshape(-1), reduction="none")
-        return (nll.view(batch, length - 1) * valid).sum(1) / valid.sum(1)
-    losses = []
-    for b in range(input_ids.shape[0]):
-        nll = F.cross_entropy(logits[b, :-1].float(), input_ids[b, 1:], reduction="none")
-        losses.append((nll * valid[b]).sum() / valid[b].sum())
-    return torch.stack(losses)
+    return valid
 
 
-@torch.no_grad()
+def _chunked_token_nll(logits: torch.Tensor, input_ids: torch.Tensor, want_hits: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Per-position next-token NLL (B, T-1) float32 and argmax hits (B, T-1) bool or None.
+
+    Rows of logits go through ``F.cross_entropy`` a chunk at a time (cache-sized on the
+    CPU, 1 GiB on a GPU), upcast to float32 per chunk: the same numbers as one call on the whole (B·(T-1), V) matrix
+    (the loss is row-wise), at a fraction of the memory traffic, and half-precision
+    logits are never copied to float32 whole.
+    """
+    batch, length, vocab = logits.shape
+    flat = logits.reshape(-1, vocab)  # a view: row (b, t) predicts token t + 1 of sample b
+    labels = torch.cat([input_ids[:, 1:], torch.zeros_like(input_ids[:, :1])], dim=1).reshape(-1)  # last row: unused
+    rows = max(1, (_CHUNK_BYTES_GPU if logits.is_cuda else _CHUNK_BYTES) // (4 * vocab))
+    nll, hits = [], []
+    for start in range(0, flat.shape[0], rows):
+        chunk, target = flat[start : start + rows].float(), labels[start : start + rows]
+        nll.append(F.cross_entropy(chunk, target, reduction="none"))
+        if want_hits:
+            hits.append(chunk.argmax(-1) == target)
+    nll = torch.cat(nll).view(batch, length)[:, :-1]
+    return nll, torch.cat(hits).view(batch, length)[:, :-1] if want_hits else None
+
+
+def sample_losses(
+    logits: torch.Tensor, input_ids: torch.Tensor, attention_mask: torch.Tensor, loss_mask: torch.Tensor | None = None
+) -> torch.Tensor:
+    """Mean next-token NLL per sample (B,), float32: the one per-sample loss of the project.
+
+    Averages over the predicted positions t ≥ 1 whose token is real (``attention_mask``
+    1) and, if given, marked by ``loss_mask`` (B, T) (e.g. the answer tokens, see
+    :func:`answer_mask`); position 0 is never predicted. Padding never enters the mean.
+    A sample with no such position gets NaN. Differentiable (usable for training).
+    """
+    valid = _predicted(attention_mask, loss_mask)
+    nll, _ = _chunked_token_nll(logits, input_ids, want_hits=False)
+    return (nll * valid).sum(1) / valid.sum(1)
+
+
+def sample_exact_match(
+    logits: torch.Tensor, input_ids: torch.Tensor, attention_mask: torch.Tensor, loss_mask: torch.Tensor | None = None
+) -> torch.Tensor:
+    """Per sample (B,) bool: the argmax prediction is right at every position :func:`sample_losses` averages
+    (teacher-forced exact match; equals greedy decoding while the prefix stays right)."""
+    valid = _predicted(attention_mask, loss_mask)
+    _, hits = _chunked_token_nll(logits, input_ids, want_hits=True)
+    return (hits | (valid == 0)).all(1)
+
+
+class RoutingAccumulator:
+    """Context manager: router hooks that reduce each layer's routing to per-sample sums on the device.
+
+    Per layer, the hook turns the router logits (B·T, K) into routing weights
+    (:func:`routing_weights`) and adds them, masked by ``attention_mask``, into an
+    (L, B, K) float32 accumulator where the model runs; nothing per-token is kept unless
+    ``per_token`` (then each layer's top-k ids and weights). :meth:`means` divides by
+    the real-token counts: one device-to-host copy per batch.
+    """
+
+    def __init__(self, model, attention_mask: torch.Tensor, normalization: str = "softmax",
+                 gate_module: str = DEFAULT_GATE_MODULE, per_token: bool = False):
+        if normalization not in NORMALIZATIONS:
+            raise ValueError(f"traces.routing_normalization '{normalization}' is not one of {NORMALIZATIONS}")
+        self.gates = find_gates(model, gate_module)
+        self.top_k = top_k_of(model, self.gates[0])
+        self.normalization, self.per_token = normalization, per_token
+        self.mask = attention_mask.float()
+        batch = attention_mask.shape[0]
+        self.sums = torch.zeros(len(self.gates), batch, num_experts(self.gates[0]), dtype=torch.float32, device=attention_mask.device)
+        self.seen = [False] * len(self.gates)
+        self.token_ids: list[torch.Tensor | None] = [None] * len(self.gates)
+        self.token_weights: list[torch.Tensor | None] = [None] * len(self.gates)
+        self._handles = []
+
+    def _hook(self, layer: int):
+        def hook(module, inputs, output):
+            logits = logits_of(output)
+            batch, length = self.mask.shape
+            probs = torch.softmax(logits.reshape(batch, length, -1).float(), dim=-1)  # (B, T, K)
+            if self.normalization == "softmax":
+                self.sums[layer] = torch.bmm(self.mask[:, None, :], probs)[:, 0]
+                if self.per_token:
+                    values, indices = probs.topk(self.top_k, dim=-1)
+            else:
+                values, indices = probs.topk(self.top_k, dim=-1)
+                values = values / values.sum(-1, keepdim=True)
+                masked = (values * self.mask[..., None]).reshape(batch, -1)
+                self.sums[layer].scatter_add_(1, indices.reshape(batch, -1), masked)
+            if self.per_token:
+                self.token_ids[layer], self.token_weights[layer] = indices, values
+            self.seen[layer] = True
+
+        return hook
+
+    def __enter__(self) -> "RoutingAccumulator":
+        self._handles = [gate.register_forward_hook(self._hook(i)) for i, gate in enumerate(self.gates)]
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for handle in self._handles:
+            handle.remove()
+        self._handles = []
+
+    def means(self) -> torch.Tensor:
+        """(B, L, K) token-mean routing weights over real tokens, on the model's device."""
+        if not all(self.seen):
+            raise RuntimeError(f"router of layer {self.seen.index(False)} produced no output during the forward pass")
+        return (self.sums / self.mask.sum(1)[None, :, None]).permute(1, 0, 2)
+
+
+@torch.inference_mode()
 def trace_pass(
     model,
     input_ids: torch.Tensor,
@@ -103,29 +199,18 @@ def trace_pass(
 ) -> TraceBatch:
     """One forward pass: per-sample loss, token-mean routing and (optionally) per-token top-k.
 
-    The loss is over ``loss_mask`` tokens when given; routing is always over all real tokens.
+    The loss is over ``loss_mask`` tokens when given; routing is always over all real
+    tokens. Both are reduced on the model's device and copied to the CPU once.
     """
-    if normalization not in NORMALIZATIONS:
-        raise ValueError(f"traces.routing_normalization '{normalization}' is not one of {NORMALIZATIONS}")
     device = next(model.parameters()).device
     input_ids, attention_mask = input_ids.to(device), attention_mask.to(device)
-    capture = RouterCapture(model, gate_module)
-    top_k = top_k_of(model, capture.gates[0])
-    with capture:
+    with RoutingAccumulator(model, attention_mask, normalization, gate_module, per_token) as routing:
         out = model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False)
-    batch, length = input_ids.shape
-    logits = capture.stacked()  # (L, B*T, K)
-    weights = routing_weights(logits.reshape(logits.shape[0], batch, length, -1), normalization, top_k)
-    mask = attention_mask.float()
-    routing = (weights * mask[None, :, :, None]).sum(2) / mask.sum(1)[None, :, None]  # (L, B, K)
-    result = TraceBatch(
-        loss=sample_losses(out.logits, input_ids, attention_mask, None if loss_mask is None else loss_mask.to(device)).cpu(),
-        routing=routing.permute(1, 0, 2).contiguous().cpu(),
-    )
+    loss = sample_losses(out.logits, input_ids, attention_mask, None if loss_mask is None else loss_mask.to(device))
+    result = TraceBatch(loss=loss.cpu(), routing=routing.means().cpu())
     if per_token:
-        values, indices = weights.topk(top_k, dim=-1)  # (L, B, T, k)
-        result.token_expert_ids = indices.permute(1, 2, 0, 3).cpu()
-        result.token_weights = values.permute(1, 2, 0, 3).cpu()
+        result.token_expert_ids = torch.stack(routing.token_ids, dim=2).cpu()  # (B, T, L, k)
+        result.token_weights = torch.stack(routing.token_weights, dim=2).cpu()
     return result
 
 
@@ -138,6 +223,20 @@ def trace_batch(model, input_ids, attention_mask, normalization="softmax", loss_
 
 
 # ---------------------------------------------------------------- one checkpoint, all files
+def set_experts_implementation(model, implementation: str) -> str | None:
+    """Use transformers' ``implementation`` for the MoE experts; returns what the model runs
+    (None for a model without the switch, e.g. remote code)."""
+    if not hasattr(model, "set_experts_implementation"):
+        return None
+    try:
+        model.set_experts_implementation(implementation)
+    except ValueError as error:  # models without an experts kernel switch
+        log.info("experts implementation not set (%s)", error)
+        return None
+    return implementation
+
+
+
 def _dictionary(values: list[str]) -> pa.DictionaryArray:
     return pa.array(values, pa.string()).dictionary_encode()
 
@@ -169,31 +268,45 @@ def tokenize_split(tokenizer, records: list[dict], max_length: int, where: str) 
     return encoded, n_truncated
 
 
-def target_starts(tokenizer, records: list[dict], token_ids: list[list[int]], where: str) -> list[int]:
-    """Per record, the first token position after the prompt (``traces.loss_on: target``).
+def answer_starts(tokenizer, texts: list[str], prompts: list[str]) -> list[int]:
+    """Per text, the position of its first answer token: the one place that splits prompt from answer.
 
-    A token belongs to the target when its characters end beyond ``len(prompt)``
-    (tokenizer offsets), so the target and the closing newline count, the prompt
-    and BOS do not; a token straddling the boundary counts as target.
+    Positions count the tokenizer's special tokens (``add_special_tokens=True``). A token
+    belongs to the answer when its characters end beyond ``len(prompt)`` (tokenizer
+    offsets), so the target and a closing newline count, the prompt and BOS do not, and a
+    token straddling the boundary counts as answer. A text whose tokens all lie in the
+    prompt gets ``len(tokens)``. Slow tokenizers (no offsets) count the prompt's own tokens.
+    At least 1: position 0 is never predicted.
     """
+    if tokenizer.is_fast:
+        offsets = tokenizer(list(texts), add_special_tokens=True, return_offsets_mapping=True)["offset_mapping"]
+        starts = [next((t for t, (_, end) in enumerate(spans) if end > len(p)), len(spans)) for p, spans in zip(prompts, offsets)]
+    else:
+        starts = [len(tokenizer(p, add_special_tokens=True)["input_ids"]) for p in prompts]
+    return [max(1, s) for s in starts]
+
+
+def answer_mask(attention_mask: torch.Tensor, starts: list[int] | torch.Tensor) -> torch.Tensor:
+    """(B, T) loss mask for :func:`sample_losses`: 1 at real tokens (``attention_mask``) from ``starts[b]`` on."""
+    starts = torch.as_tensor(starts, device=attention_mask.device)
+    positions = torch.arange(attention_mask.shape[1], device=attention_mask.device)
+    return attention_mask * (positions[None, :] >= starts[:, None]).to(attention_mask.dtype)
+
+
+def target_starts(tokenizer, records: list[dict], token_ids: list[list[int]], where: str) -> list[int]:
+    """Per record, the first loss position of ``traces.loss_on: target`` (:func:`answer_starts`),
+    checked: ``text`` must start with ``prompt`` and a target token must survive truncation."""
     for record in records:
         if not record["text"].startswith(record["prompt"]):
             raise DataError(f"{where}: sample '{record['sample_id']}': field 'text' does not start with field 'prompt'")
-    if tokenizer.is_fast:
-        offsets = tokenizer([r["text"] for r in records], add_special_tokens=True, return_offsets_mapping=True)["offset_mapping"]
-        starts = [
-            next((t for t, (_, end) in enumerate(spans) if end > len(r["prompt"])), len(spans))
-            for r, spans in zip(records, offsets)
-        ]
-    else:
-        starts = [len(tokenizer(r["prompt"], add_special_tokens=True)["input_ids"]) for r in records]
+    starts = answer_starts(tokenizer, [r["text"] for r in records], [r["prompt"] for r in records])
     for record, start, ids in zip(records, starts, token_ids):
         if start >= len(ids):
             raise DataError(
                 f"{where}: sample '{record['sample_id']}' has no target token within traces.max_length={len(ids)} "
                 f"(prompt takes {start} tokens); traces.loss_on=target needs one"
             )
-    return [max(1, s) for s in starts]
+    return starts
 
 
 def trace_split(
@@ -215,11 +328,7 @@ def trace_split(
         for row, i in enumerate(index):  # right padding
             input_ids[row, : len(token_ids[i])] = torch.tensor(token_ids[i])
             attention_mask[row, : len(token_ids[i])] = 1
-        loss_mask = None
-        if loss_starts is not None:
-            loss_mask = attention_mask.clone()
-            for row, i in enumerate(index):
-                loss_mask[row, : loss_starts[i]] = 0
+        loss_mask = None if loss_starts is None else answer_mask(attention_mask, [loss_starts[i] for i in index])
         result = trace_pass(
             model, input_ids, attention_mask, traces["routing_normalization"], traces["gate_module"], traces["per_token"],
             loss_mask=loss_mask,
@@ -307,6 +416,7 @@ def run_traces(cfg: dict, checkpoint_dir: Path | str, ckpt: str, out_dir: Path |
 
     log.info("loading %s (%s, %s on %s)", ckpt, checkpoint_dir, traces["dtype"], traces["device"])
     model = load_model(checkpoint_dir, traces["dtype"], traces["device"], trust_remote_code=trust)
+    experts = set_experts_implementation(model, traces["experts_implementation"])
     gates = find_gates(model, traces["gate_module"])
     n_layers, n_experts, top_k = len(gates), num_experts(gates[0]), top_k_of(model, gates[0])
     base_metadata = {
@@ -322,6 +432,7 @@ def run_traces(cfg: dict, checkpoint_dir: Path | str, ckpt: str, out_dir: Path |
         "loss_on": loss_on,
         "dtype": traces["dtype"],
         "gate_module": traces["gate_module"],
+        "experts_implementation": experts,
     }
 
     written = []

@@ -1,117 +1,146 @@
-"""Optional LoRA instruction tuning of a checkpoint before evaluation (paper A).
+"""LoRA instruction tuning of a checkpoint before evaluation (paper A).
 
 The paper tunes each checkpoint with LoRA on the q, k, v projections (rank 32,
-dropout 0.1, lr 5e-5, batch 4, max length 2048, 3 epochs) before testing it.
-Alpha is not given; our default is 2r (config ``evaluation.lora.alpha``).
+dropout 0.1, lr 5e-5, batch 4, max length 2048, 3 epochs) before testing it, on
+MetaMathQA for math, CodeAlpaca-20k for code and alpaca-cleaned for the other
+domains. Alpha is not given; our default is 2r (``evaluation.lora.alpha``).
 
-Our choice: one adapter per checkpoint over the union of the per-domain pair
-files (``evaluation.lora.data``), so one tuned model is evaluated on every domain
-in one lm-eval call. peft builds the adapter; a plain torch loop trains it; the
-merged model (``merge_and_unload``) is saved as an ordinary HF directory.
+One adapter per (checkpoint, tuning set): ``evaluation.lora.sets`` maps each domain to
+a set, the set's pairs are ``<evaluation.lora.data_dir>/<set>.jsonl`` (records
+``instruction``, ``input``, ``output``), and the adapter is saved unmerged to
+``results/tuned/<ckpt>/<set>/`` (peft ``save_pretrained``: ``adapter_config.json``,
+``adapter_model.safetensors``, plus our ``provenance.json``). Evaluation loads each
+domain's adapter on top of the checkpoint (lm-eval's ``peft=``).
+
+Prompts use the Alpaca template, with its input block when a pair's ``input`` is
+non-empty and without it otherwise; the loss falls on the output and eos only.
+peft builds the adapter and transformers' ``Trainer`` trains it.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
-import random
+import shutil
+import tempfile
 from pathlib import Path
 
-import torch
-from tqdm import tqdm
-
+from grokpath.checkpoints import read_provenance
 from grokpath.data import iter_jsonl
 from grokpath.io import atomic_dir
 
 log = logging.getLogger(__name__)
 
-INSTRUCTION_FIELDS = ("instruction", "query")  # alpaca / CodeAlpaca, MetaMathQA
-RESPONSE_FIELDS = ("response", "output")
+PAIR_FIELDS = ("instruction", "output")  # required strings; "input" optional (empty: no input block)
+
+
+def tuning_sets(evaluation: dict, domains: list[str] | dict) -> dict[str, str]:
+    """domain -> tuning set (``evaluation.lora.sets``), for every domain; names the missing one."""
+    sets = evaluation["lora"]["sets"] or {}
+    missing = [d for d in domains if d not in sets]
+    if missing:
+        raise ValueError(f"evaluation.lora.sets has no tuning set for domain(s) {missing} (configured: {sorted(sets)})")
+    return {d: sets[d] for d in domains}
+
+
+def tuning_data_path(evaluation: dict, set_name: str) -> Path:
+    """The JSONL of tuning set ``set_name``."""
+    return Path(evaluation["lora"]["data_dir"]) / f"{set_name}.jsonl"
 
 
 def read_pairs(path: Path | str, max_samples: int | None = None) -> list[dict]:
-    """Instruction/response pairs of a JSONL file as {instruction, input, response}."""
+    """Instruction pairs of a tuning-set JSONL as {instruction, input, output}."""
     if not Path(path).is_file():
-        raise FileNotFoundError(f"LoRA data file {path} does not exist (evaluation.lora.data)")
+        raise FileNotFoundError(f"tuning set file {path} does not exist (evaluation.lora.data_dir; made by the data stage)")
     pairs = []
     for line_no, record in iter_jsonl(path):
-        instruction = next((record[k] for k in INSTRUCTION_FIELDS if isinstance(record.get(k), str)), None)
-        response = next((record[k] for k in RESPONSE_FIELDS if isinstance(record.get(k), str)), None)
-        if instruction is None or response is None:
-            raise ValueError(f"{path}:{line_no}: needs a string field of {INSTRUCTION_FIELDS} and one of {RESPONSE_FIELDS}")
-        pairs.append({"instruction": instruction, "input": record.get("input") or "", "response": response})
+        bad = [k for k in PAIR_FIELDS if not isinstance(record.get(k), str)]
+        if bad or not isinstance(record.get("input", ""), (str, type(None))):
+            raise ValueError(f"{path}:{line_no}: needs string fields {list(PAIR_FIELDS)} (and an optional string 'input'); bad: {bad or ['input']}")
+        pairs.append({"instruction": record["instruction"], "input": record.get("input") or "", "output": record["output"]})
         if max_samples and len(pairs) >= max_samples:
             break
     if not pairs:
-        raise ValueError(f"LoRA data file {path} holds no pairs")
+        raise ValueError(f"tuning set file {path} holds no pairs")
     return pairs
 
 
-def encode_pair(tokenizer, pair: dict, prompt_template: str, max_length: int) -> tuple[list[int], list[int]]:
-    """Token ids and labels; the loss falls on the response and eos only."""
-    prompt_ids = tokenizer.encode(prompt_template.format(instruction=pair["instruction"], input=pair["input"]))
-    response_ids = tokenizer.encode(pair["response"], add_special_tokens=False) + [tokenizer.eos_token_id]
-    ids = (prompt_ids + response_ids)[:max_length]
-    labels = ([-100] * len(prompt_ids) + response_ids)[:max_length]
-    return ids, labels
+def format_prompt(lora: dict, pair: dict) -> str:
+    """The Alpaca prompt of a pair: with the input block when ``input`` is non-empty."""
+    if pair["input"].strip():
+        return lora["prompt_template"].format(instruction=pair["instruction"], input=pair["input"])
+    return lora["prompt_template_no_input"].format(instruction=pair["instruction"])
 
 
-def collate(batch: list[tuple[list[int], list[int]]], pad_id: int) -> dict[str, torch.Tensor]:
-    width = max(len(ids) for ids, _ in batch)
-    input_ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
-    labels = torch.full((len(batch), width), -100, dtype=torch.long)
-    attention_mask = torch.zeros((len(batch), width), dtype=torch.long)
-    for row, (ids, labs) in enumerate(batch):
-        input_ids[row, : len(ids)] = torch.tensor(ids)
-        labels[row, : len(labs)] = torch.tensor(labs)
-        attention_mask[row, : len(ids)] = 1
-    return {"input_ids": input_ids, "labels": labels, "attention_mask": attention_mask}
+def encode_pair(tokenizer, prompt: str, output: str, max_length: int) -> dict[str, list[int]]:
+    """Token ids, attention mask and labels of prompt + output + eos; labels are -100 on the prompt."""
+    prompt_ids = tokenizer.encode(prompt)
+    output_ids = tokenizer.encode(output, add_special_tokens=False) + [tokenizer.eos_token_id]
+    ids = (prompt_ids + output_ids)[:max_length]
+    labels = ([-100] * len(prompt_ids) + output_ids)[:max_length]
+    return {"input_ids": ids, "attention_mask": [1] * len(ids), "labels": labels}
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def tune_lora(
     cfg: dict,
     checkpoint_dir: Path | str,
-    data_files: dict[str, Path | str],
+    set_name: str,
+    data_file: Path | str,
     out_dir: Path | str,
     *,
     threads: int | None = None,
-    device: str | None = None,
 ) -> dict:
-    """LoRA-tune one checkpoint on the instruction pairs and save the merged model to ``out_dir``.
+    """Train one LoRA adapter of a checkpoint on tuning set ``set_name`` and save it (unmerged) to ``out_dir``.
 
-    ``cfg``: the ``evaluation``, ``study`` and (optional) ``checkpoints`` sections. ``data_files``: domain -> pair JSONL.
+    ``cfg``: the ``evaluation``, ``study`` and (optional) ``checkpoints`` sections.
     Returns the summary also written into ``out_dir/provenance.json`` (key ``tuning``).
     """
+    import torch
+    from datasets import Dataset
     from peft import LoraConfig, get_peft_model
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoModelForCausalLM, AutoTokenizer, DataCollatorForSeq2Seq, Trainer, TrainingArguments
 
-    lora = cfg["evaluation"]["lora"]
-    checkpoint_dir = Path(checkpoint_dir)
-    if not data_files:
-        raise ValueError("evaluation.tuning is 'lora' but evaluation.lora.data names no pair file")
+    evaluation = cfg["evaluation"]
+    lora = evaluation["lora"]
+    checkpoint_dir, data_file, out_dir = Path(checkpoint_dir), Path(data_file), Path(out_dir)
     if not (checkpoint_dir / "config.json").is_file():
         raise FileNotFoundError(f"{checkpoint_dir} is not a saved HF model (no config.json)")
-    pairs = [p for domain in sorted(data_files) for p in read_pairs(data_files[domain], lora["max_samples"])]
-    device = device or cfg["evaluation"].get("device", "cpu")
+    pairs = read_pairs(data_file, lora["max_samples"])
+    device = evaluation["device"]
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError(f"evaluation.device is '{device}' but no CUDA device is available")
+    dtype = "float32" if evaluation["dtype"] == "auto" else evaluation["dtype"]
     if threads:
         torch.set_num_threads(int(threads))
     seed = int(cfg.get("study", {}).get("seed", 0))
-    torch.manual_seed(seed)
 
-    checkpoints = cfg.get("checkpoints", {})
+    checkpoints = cfg.get("checkpoints") or {}
     remote = bool(checkpoints.get("trust_remote_code", False))
     tokenizer = AutoTokenizer.from_pretrained(checkpoints.get("tokenizer") or checkpoint_dir, trust_remote_code=remote)
+    if tokenizer.eos_token_id is None:
+        raise ValueError(f"tokenizer of {checkpoint_dir} has no eos token; the outputs need one")
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    tokenizer.padding_side = "right"  # positions follow the token index; right padding keeps them right
     # pure instruction loss: no MoE load-balancing term (the router is not tuned)
     model = AutoModelForCausalLM.from_pretrained(
-        checkpoint_dir, dtype=torch.float32, output_router_logits=False, trust_remote_code=remote
-    ).to(device)
+        checkpoint_dir, dtype=getattr(torch, dtype), output_router_logits=False, trust_remote_code=remote
+    )
     max_length = min(lora["max_length"], getattr(model.config, "max_position_embeddings", lora["max_length"]))
-    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-    if tokenizer.eos_token_id is None:
-        raise ValueError(f"tokenizer of {checkpoint_dir} has no eos token; the responses need one")
-    examples = [encode_pair(tokenizer, p, lora["prompt_template"], max_length) for p in pairs]
+    examples = [encode_pair(tokenizer, format_prompt(lora, p), p["output"], max_length) for p in pairs]
+    n_truncated = sum(len(e["input_ids"]) == max_length for e in examples)
 
+    torch.manual_seed(seed)
     peft_model = get_peft_model(
         model,
         LoraConfig(
@@ -123,41 +152,57 @@ def tune_lora(
         ),
     )
     trainable = sum(p.numel() for p in peft_model.parameters() if p.requires_grad)
-    log.info("LoRA on %s: %d pairs, %d trainable parameters, max length %d", checkpoint_dir, len(examples), trainable, max_length)
-    optimizer = torch.optim.AdamW([p for p in peft_model.parameters() if p.requires_grad], lr=lora["lr"])
-    order_rng = random.Random(seed)
-    epoch_losses = []
-    peft_model.train()
-    for epoch in range(lora["epochs"]):
-        order = list(range(len(examples)))
-        order_rng.shuffle(order)
-        batches = [order[i : i + lora["batch_size"]] for i in range(0, len(order), lora["batch_size"])]
-        total = 0.0
-        for batch in tqdm(batches, desc=f"lora epoch {epoch + 1}/{lora['epochs']}", unit="batch"):
-            inputs = {k: v.to(device) for k, v in collate([examples[i] for i in batch], pad_id).items()}
-            loss = peft_model(**inputs).loss
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-            total += float(loss.detach())
-        epoch_losses.append(total / len(batches))
-        log.info("LoRA epoch %d: mean loss %.4f", epoch + 1, epoch_losses[-1])
+    log.info("LoRA on %s, set '%s': %d pairs (%d truncated at %d tokens), %d trainable parameters, %s on %s",
+             checkpoint_dir, set_name, len(examples), n_truncated, max_length, trainable, dtype, device)
 
-    merged = peft_model.merge_and_unload()
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    scratch = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.trainer.", dir=out_dir.parent))
+    try:
+        args = TrainingArguments(
+            output_dir=str(scratch),
+            per_device_train_batch_size=lora["batch_size"],
+            learning_rate=lora["lr"],
+            num_train_epochs=lora["epochs"],
+            seed=seed,
+            data_seed=seed,
+            logging_strategy="epoch",
+            save_strategy="no",
+            report_to=[],
+            use_cpu=device == "cpu",
+            bf16=dtype == "bfloat16" and device != "cpu",
+            fp16=dtype == "float16" and device != "cpu",
+            remove_unused_columns=False,
+            dataloader_num_workers=0,
+        )
+        trainer = Trainer(
+            model=peft_model,
+            args=args,
+            train_dataset=Dataset.from_list(examples),
+            data_collator=DataCollatorForSeq2Seq(tokenizer, padding=True, label_pad_token_id=-100),
+        )
+        output = trainer.train()
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    epoch_losses = [float(h["loss"]) for h in trainer.state.log_history if "loss" in h]
+
     summary = {
         "method": "lora",
+        "set": set_name,
         "base": str(checkpoint_dir),
-        "data": {d: str(p) for d, p in sorted(data_files.items())},
+        "data": str(data_file),
+        "data_sha256": _sha256(data_file),
         "n_pairs": len(examples),
+        "n_truncated": n_truncated,
+        "train_loss": float(output.training_loss),
         "epoch_losses": epoch_losses,
         **{k: lora[k] for k in ("r", "alpha", "dropout", "lr", "batch_size", "epochs", "target_modules")},
         "max_length": max_length,
+        "dtype": dtype,
+        "seed": seed,
     }
-    provenance_path = checkpoint_dir / "provenance.json"
-    provenance = json.loads(provenance_path.read_text()) if provenance_path.is_file() else {}
+    provenance = read_provenance(checkpoint_dir)
     with atomic_dir(out_dir) as tmp:
-        merged.save_pretrained(tmp)
-        tokenizer.save_pretrained(tmp)
+        peft_model.save_pretrained(tmp)
         (tmp / "provenance.json").write_text(json.dumps({**provenance, "tuning": summary}, indent=2) + "\n")
+    log.info("LoRA set '%s': train loss %.4f, epoch losses %s -> %s", set_name, summary["train_loss"], epoch_losses, out_dir)
     return summary
-

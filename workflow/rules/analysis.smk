@@ -1,22 +1,40 @@
-# analysis stage (paper A): join the per-sample metrics into curves, Table 1 with bootstrap
-# CIs, the sustained-rise onset, paper A's figures, and the synthetic theory figure (fig 8).
-from grokpath.analysis import PAPER_A_FIGURES
+# analysis stage (paper A): one long per-sample table from the traces and metric tables,
+# the per-checkpoint curves, Table 1 with bootstrap CIs, the sustained-rise onset, paper A's
+# figures, and the synthetic theory figure (fig 8).
+from grokpath.figures import PAPER_A_FIGURES
 
 ANALYSIS_TRACES = expand(
     "results/traces/{ckpt}/{domain}_{split}.parquet", ckpt=CKPTS, domain=DOMAINS, split=["train", "validation"]
 )
-EVAL_SAMPLES = expand("results/eval/{ckpt}/samples.parquet", ckpt=CKPTS)
+
+
+rule samples:
+    input:
+        traces=ANALYSIS_TRACES,
+        eval_samples=expand("results/eval/{ckpt}/samples.parquet", ckpt=CKPTS),
+        memorization="results/metrics/memorization.parquet",
+        onset="results/metrics/onset.parquet",
+        consistency="results/metrics/consistency.parquet",
+        pathways="results/metrics/pathways.parquet",
+    output:
+        "results/metrics/samples.parquet",
+    threads: res("samples", "threads")
+    resources:
+        mem_mb=res("samples", "mem_mb"),
+        runtime=res("samples", "runtime"),
+    log:
+        "results/logs/samples/all.log",
+    conda: "../../envs/plots.yaml"
+    shell:
+        "grokpath samples --traces {input.traces:q} --eval-samples {input.eval_samples:q}"
+        " --memorization {input.memorization:q} --onset {input.onset:q} --consistency {input.consistency:q}"
+        " --pathways {input.pathways:q} --out {output:q} --log {log:q}"
 
 
 rule curves:
     input:
-        traces=ANALYSIS_TRACES,
-        eval_samples=EVAL_SAMPLES,
-        memorization="results/metrics/memorization.parquet",
+        samples="results/metrics/samples.parquet",
         distances="results/metrics/distances.parquet",
-        consistency="results/metrics/consistency.parquet",
-        pathways="results/metrics/pathways.parquet",
-        onset="results/metrics/onset.parquet",
     output:
         "results/metrics/curves.parquet",
     params:
@@ -29,19 +47,15 @@ rule curves:
         "results/logs/curves/all.log",
     conda: "../../envs/plots.yaml"
     shell:
-        "grokpath curves --cfg {params.cfg:q} --traces {input.traces:q} --eval-samples {input.eval_samples:q}"
-        " --memorization {input.memorization:q} --distances {input.distances:q} --consistency {input.consistency:q}"
-        " --pathways {input.pathways:q} --onset {input.onset:q} --out {output:q} --log {log:q}"
+        "grokpath curves --cfg {params.cfg:q} --samples {input.samples:q} --distances {input.distances:q}"
+        " --out {output:q} --log {log:q}"
 
 
 rule correlations:
     input:
         curves="results/metrics/curves.parquet",
-        traces=ANALYSIS_TRACES,
-        eval_samples=EVAL_SAMPLES,
-        memorization="results/metrics/memorization.parquet",
-        consistency="results/metrics/consistency.parquet",
-        pathways="results/metrics/pathways.parquet",
+        samples="results/metrics/samples.parquet",
+        distances="results/metrics/distances.parquet",
     output:
         csv=report("results/tables/correlations.csv", caption="../report/paper_a/table1_correlations.rst", category="Paper A", subcategory="analysis"),
         md="results/tables/correlations.md",
@@ -55,15 +69,13 @@ rule correlations:
         "results/logs/correlations/all.log",
     conda: "../../envs/plots.yaml"
     shell:
-        "grokpath correlations --cfg {params.cfg:q} --curves {input.curves:q} --traces {input.traces:q}"
-        " --eval-samples {input.eval_samples:q} --memorization {input.memorization:q}"
-        " --consistency {input.consistency:q} --pathways {input.pathways:q}"
-        " --out-csv {output.csv:q} --out-md {output.md:q} --log {log:q}"
+        "grokpath correlations --cfg {params.cfg:q} --curves {input.curves:q} --samples {input.samples:q}"
+        " --distances {input.distances:q} --out-csv {output.csv:q} --out-md {output.md:q} --log {log:q}"
 
 
 rule onset_table:
     input:
-        eval_samples=EVAL_SAMPLES,
+        samples="results/metrics/samples.parquet",
     output:
         report("results/tables/onset.csv", caption="../report/paper_a/table_onset.rst", category="Paper A", subcategory="analysis"),
     params:
@@ -76,12 +88,13 @@ rule onset_table:
         "results/logs/onset_table/all.log",
     conda: "../../envs/plots.yaml"
     shell:
-        "grokpath onset-table --cfg {params.cfg:q} --eval-samples {input.eval_samples:q} --out {output:q} --log {log:q}"
+        "grokpath onset-table --cfg {params.cfg:q} --samples {input.samples:q} --out {output:q} --log {log:q}"
 
 
 rule figures_paper_a:
     input:
         curves="results/metrics/curves.parquet",
+        samples="results/metrics/samples.parquet",
         distances="results/metrics/distances.parquet",
         cross_distances="results/metrics/cross_distances.parquet",
         groups="results/metrics/groups.parquet",
@@ -109,7 +122,7 @@ rule figures_paper_a:
         "results/logs/figures_paper_a/all.log",
     conda: "../../envs/plots.yaml"
     shell:
-        "grokpath figures-a --cfg {params.cfg:q} --curves {input.curves:q} --distances {input.distances:q}"
+        "grokpath figures-a --cfg {params.cfg:q} --curves {input.curves:q} --samples {input.samples:q} --distances {input.distances:q}"
         " --cross-distances {input.cross_distances:q} --groups {input.groups:q} --ablation {input.ablation:q}"
         " --correlations {input.correlations:q} --out-dir {params.out_dir:q} --log {log:q}"
 
@@ -138,6 +151,7 @@ rule theory:
 
 
 ALL_TARGETS += [
+    "results/metrics/samples.parquet",
     "results/metrics/curves.parquet",
     "results/tables/correlations.csv",
     "results/tables/correlations.md",

@@ -2,23 +2,13 @@
 # all its seeds batched, then regime classification and figures. Independent of paper A,
 # except the optional circuits_paper_a_regimes rule that labels paper A's domains.
 from grokpath.circuits.sweep import emergence_cells, grid_cells
+from grokpath.figures import PAPER_B_FIGURES
 
 CIRCUIT_RUNS = [f"results/circuits/runs/{task}/dh{d_h}_D{D}.parquet" for task, d_h, D in grid_cells(config["circuits"])]
 CIRCUIT_MIX_RUNS = [
     f"results/circuits/runs/{task}/L{n_layers}_dh{d_h}_D{D}.parquet"
     for task, n_layers, d_h, D in emergence_cells(config["circuits"])
 ]
-PAPER_B_FIGURES = {
-    "fig01_phase_diagram": "phase diagram",
-    "fig02_example_runs": "example runs",
-    "fig03_val_acc_vs_data": "val acc vs D",
-    "fig04_capacity": "capacity",
-    "fig06_double_descent": "double descent",
-    "fig07_double_descent_square": "double descent",
-    "fig08_emergence": "emergence",
-    "fig09_param_norm": "parameter norm",
-    "fig10_split_ffn": "emergence",
-}
 
 
 wildcard_constraints:

@@ -1,10 +1,12 @@
 # evaluate stage: test accuracy per checkpoint with lm-eval, one job per checkpoint for
-# all domains; with evaluation.tuning: lora each checkpoint is LoRA-tuned first (rule tune).
+# all domains; with evaluation.tuning: lora, one LoRA adapter per (checkpoint, tuning set)
+# first (rule tune), and each domain is evaluated with its own set's adapter.
 import os
 import shlex
 
 from grokpath.data import split_path
 from grokpath.evaluation import domain_tasks, task_yaml_files
+from grokpath.tuning import tuning_data_path, tuning_sets
 
 EVAL_TASKS_DIR = os.path.normpath(os.path.join(workflow.current_basedir, "..", "tasks"))
 EVAL_TASKS = domain_tasks(config["domains"])
@@ -14,11 +16,15 @@ EVAL_TESTS = {
     for domain, task in EVAL_TASKS.items()
     if os.path.isfile(os.path.join(EVAL_TASKS_DIR, f"{task}.yaml"))
 }
-EVAL_TASK_YAMLS = sorted(  # the local tasks' YAMLs and the templates they include
+EVAL_TASK_YAMLS = sorted(  # the local tasks' YAMLs, the templates they include, the modules they name
     {str(f) for d in EVAL_TESTS for f in task_yaml_files(os.path.join(EVAL_TASKS_DIR, f"{EVAL_TASKS[d]}.yaml"))}
 )
-LORA_DATA = config["evaluation"]["lora"]["data"]
 TUNING = config["evaluation"]["tuning"]
+TUNING_SETS = tuning_sets(config["evaluation"], config["domains"]) if TUNING == "lora" else {}
+if TUNING_SETS and config["data"]["source"] != "jsonl":  # the data stage makes the sets: names must agree
+    for _domain, _set in TUNING_SETS.items():
+        if _set not in config["data"]["tuning"]["sets"]:
+            raise WorkflowError(f"evaluation.lora.sets.{_domain} is '{_set}', which data.tuning.sets does not define")
 
 
 def domain_args(flag, paths):
@@ -26,8 +32,9 @@ def domain_args(flag, paths):
     return " ".join(f"{flag} {shlex.quote(f'{domain}={path}')}" for domain, path in paths.items())
 
 
-def eval_model_dir(wildcards):
-    return f"results/tuned/{wildcards.ckpt}" if TUNING == "lora" else checkpoint_dir(wildcards)
+def eval_adapters(wildcards):
+    """domain -> its tuning set's adapter of checkpoint {ckpt} (empty without tuning)."""
+    return {domain: f"results/tuned/{wildcards.ckpt}/{name}" for domain, name in TUNING_SETS.items()}
 
 
 if TUNING == "lora":
@@ -35,12 +42,13 @@ if TUNING == "lora":
     rule tune:
         input:
             checkpoint=checkpoint_dir,
-            data=list(LORA_DATA.values()),
+            data=lambda wildcards: str(tuning_data_path(config["evaluation"], wildcards.set)),
         output:
-            directory("results/tuned/{ckpt}"),
+            directory("results/tuned/{ckpt}/{set}"),
         params:
             cfg=cfg("evaluation", "study", "checkpoints"),
-            data=domain_args("--data", LORA_DATA),
+        wildcard_constraints:
+            set="|".join(sorted(set(TUNING_SETS.values()))),
         group: "ckpt_{ckpt}"  # one SLURM allocation per checkpoint (profiles/slurm group-components)
         threads: res("tune", "threads")
         resources:
@@ -48,18 +56,19 @@ if TUNING == "lora":
             runtime=res("tune", "runtime"),
             gpu=res("tune", "gpu"),
         log:
-            "results/logs/tune/{ckpt}.log",
+            "results/logs/tune/{ckpt}/{set}.log",
         benchmark:
-            "results/benchmarks/tune/{ckpt}.tsv"
+            "results/benchmarks/tune/{ckpt}/{set}.tsv"
         conda: "../../envs/eval.yaml"
         shell:
-            "grokpath tune --cfg {params.cfg:q} --checkpoint {input.checkpoint:q} {params.data}"
-            " --out {output:q} --threads {threads} --log {log:q}"
+            "grokpath tune --cfg {params.cfg:q} --checkpoint {input.checkpoint:q} --set {wildcards.set:q}"
+            " --data {input.data:q} --out {output:q} --threads {threads} --log {log:q}"
 
 
 rule evaluate:
     input:
-        model=eval_model_dir,
+        model=checkpoint_dir,
+        adapters=lambda wildcards: sorted(set(eval_adapters(wildcards).values())),
         tests=list(EVAL_TESTS.values()),
         task_yamls=EVAL_TASK_YAMLS,
     output:
@@ -68,6 +77,7 @@ rule evaluate:
     params:
         cfg=cfg("evaluation", "domains", "checkpoints"),
         tests=domain_args("--test", EVAL_TESTS),
+        adapters=lambda wildcards: domain_args("--adapter", eval_adapters(wildcards)),
         tasks_dir=EVAL_TASKS_DIR,
         out=subpath(output.samples, parent=True),
     group: "ckpt_{ckpt}"  # one SLURM allocation per checkpoint (profiles/slurm group-components)
@@ -83,7 +93,8 @@ rule evaluate:
     conda: "../../envs/eval.yaml"
     shell:
         "grokpath evaluate --cfg {params.cfg:q} --checkpoint {input.model:q} --ckpt {wildcards.ckpt:q}"
-        " {params.tests} --tasks-dir {params.tasks_dir:q} --out {params.out:q} --threads {threads} --log {log:q}"
+        " {params.tests} {params.adapters} --tasks-dir {params.tasks_dir:q} --out {params.out:q}"
+        " --threads {threads} --log {log:q}"
 
 
 ALL_TARGETS += expand("results/eval/{ckpt}/{name}", ckpt=CKPTS, name=["samples.parquet", "lm_eval.json"])

@@ -19,6 +19,7 @@ if config["checkpoints"]["source"] == "mini":
             checkpoints="results/checkpoints",
             state="results/pretrain/state",
         threads: config["pretrain"]["threads"]  # torch threads: the scheduler reserves what the job uses
+        priority: 50  # the critical path: start before the independent circuits jobs
         resources:
             mem_mb=res("pretrain", "mem_mb"),
             runtime=res("pretrain", "runtime"),

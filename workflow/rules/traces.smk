@@ -7,10 +7,15 @@ TOKEN_FILES = expand("{domain}_{split}.tokens.parquet", domain=DOMAINS, split=SP
 
 
 if config["checkpoints"]["source"] == "hf":
+    # checkpoints.hf.delete_weights_after_use: temp() lets Snakemake delete each checkpoint
+    # once every job that reads it has finished.
+    FETCHED = directory("results/checkpoints/{ckpt}")
+    if config["checkpoints"]["hf"]["delete_weights_after_use"]:
+        FETCHED = temp(FETCHED)
 
     rule fetch_checkpoint:
         output:
-            directory("results/checkpoints/{ckpt}"),
+            FETCHED,
         params:
             cfg=cfg("checkpoints"),
         threads: res("fetch_checkpoint", "threads")
@@ -19,10 +24,11 @@ if config["checkpoints"]["source"] == "hf":
             runtime=res("fetch_checkpoint", "runtime"),
         log:
             "results/logs/fetch_checkpoint/{ckpt}.log",
-        localrule: True
+        localrule: True  # login nodes have the network; compute nodes often do not
         conda: "../../envs/torch.yaml"
         shell:
-            "grokpath fetch-checkpoint --cfg {params.cfg:q} --ckpt {wildcards.ckpt:q} --out {output:q} --log {log:q}"
+            "grokpath fetch-checkpoint --cfg {params.cfg:q} --ckpt {wildcards.ckpt:q} --out {output:q}"
+            " --threads {threads} --log {log:q}"
 
 
 rule traces:

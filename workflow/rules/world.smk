@@ -11,6 +11,7 @@ if config["checkpoints"]["source"] == "mini":
             cfg=cfg("world", "domains"),
             out=subpath(output.manifest, parent=True),
         threads: res("world", "threads")
+        priority: 50  # the critical path: start before the independent circuits jobs
         resources:
             mem_mb=res("world", "mem_mb"),
             runtime=res("world", "runtime"),

@@ -1,14 +1,21 @@
-"""Paper A's figures. Each function takes tables (DataFrames) and returns a matplotlib Figure.
+"""Paper A's figures. Each ``figNN_*`` function takes tables (DataFrames) and returns a matplotlib Figure.
 
-Panels are per domain unless said otherwise. No file I/O here (see :mod:`.common`).
+Panels are per domain unless said otherwise. :func:`write_paper_a_figures` reads the tables and
+saves every figure of :data:`grokpath.figures.PAPER_A_FIGURES` (through :mod:`.common`).
 """
 from __future__ import annotations
+
+import logging
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import seaborn as sns
 
-from grokpath.figures.common import empty_panel, facets
+from grokpath.figures import PAPER_A_FIGURES
+from grokpath.figures.common import empty_panel, facets, save_figure
+
+log = logging.getLogger(__name__)
 
 
 def _domains(frame: pd.DataFrame, column: str = "domain") -> list[str]:
@@ -108,9 +115,12 @@ def fig04_distance_loss(curves: pd.DataFrame, distances: pd.DataFrame | None = N
     return fig
 
 
-def fig05_per_layer_distance(distances: pd.DataFrame, group: str, threshold: float, style: dict | None = None):
-    """Per-layer pathway distance over checkpoints (lines: layers, dark = deep)."""
-    d = distances[(distances["group"] == group) & (distances["layer"] >= 0) & np.isclose(distances["threshold"].astype(float), threshold)]
+def fig05_per_layer_distance(distances: pd.DataFrame, threshold: float, style: dict | None = None):
+    """Per-layer pathway distance over checkpoints (lines: layers, dark = deep).
+
+    ``distances``: the analysis group's distances (:func:`grokpath.curves.aggregate_distances`).
+    """
+    d = distances[(distances["layer"] >= 0) & np.isclose(distances["threshold"].astype(float), threshold)]
     fig, panels = _per_domain(d, style)
     for domain, ax in panels:
         sns.lineplot(data=d[d["domain"] == domain], x="step", y="mean_distance", hue="layer", palette="viridis", marker="o", ax=ax)
@@ -162,9 +172,9 @@ def fig07_regression(curves: pd.DataFrame, window_start: dict | None = None, sty
     return fig
 
 
-def fig09_threshold_ablation(distances: pd.DataFrame, group: str, style: dict | None = None):
-    """Full-pathway distance over checkpoints for each routing threshold."""
-    d = distances[(distances["group"] == group) & (distances["layer"] == -1)]
+def fig09_threshold_ablation(distances: pd.DataFrame, style: dict | None = None):
+    """Full-pathway distance over checkpoints for each routing threshold (the analysis group's distances)."""
+    d = distances[distances["layer"] == -1]
     fig, panels = _per_domain(d, style)
     for domain, ax in panels:
         sns.lineplot(data=d[d["domain"] == domain], x="step", y="mean_distance", hue="threshold", palette="crest", marker="o", ax=ax)
@@ -236,3 +246,55 @@ def fig08_theory(theory: pd.DataFrame, style: dict | None = None):
     ax.set(xlabel="effective dimension", ylabel="pathway edit distance", title=f"R² = {r2:.2f}" if np.isfinite(r2) else "")
     ax.legend(fontsize=6, ncol=2)
     return fig
+
+
+def write_paper_a_figures(
+    cfg: dict,
+    curves_path: Path,
+    samples_path: Path,
+    distances_path: Path,
+    cross_distances_path: Path,
+    groups_path: Path,
+    ablation_path: Path,
+    correlations_path: Path,
+    out_dir: Path,
+) -> list[Path]:
+    """Read the tables and save every figure of PAPER_A_FIGURES as ``out_dir/<name>.{png,pdf}``."""
+    from grokpath.curves import (
+        DISTANCE_COLUMNS,
+        aggregate_distances,
+        distance_weighting,
+        memorization_group_sizes,
+        resolve_threshold,
+    )
+    from grokpath.samples import read_table
+
+    style = cfg.get("figures")
+    threshold = resolve_threshold(cfg)
+    curves = read_table(curves_path)
+    distances = read_table(distances_path, DISTANCE_COLUMNS)
+    sizes = memorization_group_sizes(read_table(samples_path, ["domain", "split", "sample_id", "memorized", "t_star_step"]))
+    group_distances = aggregate_distances(distances, sizes, cfg["analysis"]["sample_group"], distance_weighting(cfg))
+    correlations = pd.read_csv(correlations_path)
+    window_start = correlations.groupby("domain")["window_start_step"].first().to_dict()
+    ablation = read_table(ablation_path)
+    makers = {
+        "fig01_memorized_vs_accuracy": lambda: fig01_memorized_vs_accuracy(curves, style=style),
+        "fig02_group_pairs": lambda: fig02_group_pairs(read_table(groups_path), style=style),
+        "fig04_distance_loss": lambda: fig04_distance_loss(curves, distances, threshold, style=style),
+        "fig05_per_layer_distance": lambda: fig05_per_layer_distance(group_distances, threshold, style=style),
+        "fig06_consistency": lambda: fig06_consistency(curves, style=style),
+        "fig07_regression": lambda: fig07_regression(curves, window_start, style=style),
+        "fig09_threshold_ablation": lambda: fig09_threshold_ablation(group_distances, style=style),
+        "fig10_epsilon_ablation": lambda: fig10_epsilon_ablation(ablation, style=style),
+        "fig11_delta_ablation": lambda: fig11_delta_ablation(ablation, style=style),
+        "fig12_cross_domain": lambda: fig12_cross_domain(read_table(cross_distances_path), style=style),
+        "fig13_entropy_vs_distance": lambda: fig13_entropy_vs_distance(curves, style=style),
+    }
+    written = []
+    for name in PAPER_A_FIGURES:
+        path = Path(out_dir) / f"{name}.png"
+        save_figure(makers[name](), path, style)
+        written.append(path)
+        log.info("figure %s", path)
+    return written
