@@ -6,7 +6,7 @@ the training loss (mean token NLL over whole texts, and over answer tokens only)
 and greedy exact-match accuracy on the test prompts (teacher-forced argmax over
 target + newline, which equals greedy decoding until "\\n").
 
-Acceptance (issue 4, ``grokpath.world.criterion.grokking_criterion``): a domain
+Acceptance (``grokpath.world.criterion.grokking_criterion``): a domain
 shows delayed generalization when its training loss stays within 0.05 of its
 final value from at least 2 checkpoints BEFORE test accuracy first exceeds half
 its final value, and the final test accuracy is above 0.5. The training loss is
@@ -30,6 +30,7 @@ Writes <out>/curves.csv and prints Markdown tables.
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import time
 from pathlib import Path
@@ -43,6 +44,7 @@ from transformers import AutoModelForCausalLM, PreTrainedTokenizerFast
 from grokpath.checkpoints import local_name, mini_checkpoint_steps
 from grokpath.config import deep_merge, load
 from grokpath.memorization import calibrate_epsilon, loss_matrix, memorized_fraction
+from grokpath.monitor import GateLogits, routing_entropies
 from grokpath.pretrain import evaluate_rows, pretrain, read_jsonl
 from grokpath.world import build_world
 from grokpath.world.criterion import grokking_criterion
@@ -52,30 +54,18 @@ REPO = Path(__file__).resolve().parents[1]
 
 @torch.no_grad()
 def routing_entropy(model, tokenizer, rows: list[dict], batch_size: int = 256) -> dict[str, float]:
-    """Per-token and token-mean routing entropy (nats) of ``rows``, from hooks on every ``mlp.gate``."""
-    logits: list[torch.Tensor] = []
-    hooks = [layer.mlp.gate.register_forward_hook(lambda _m, _i, out: logits.append(out[0]))
-             for layer in model.model.layers]
-    token_sum, token_n, mean_sum, mean_n = None, 0, 0.0, 0
-    try:
-        for start in range(0, len(rows), batch_size):
-            batch = tokenizer([r["text"] for r in rows[start : start + batch_size]], padding=True, return_tensors="pt")
-            logits.clear()
+    """Per-token and token-mean routing entropy (nats) of ``rows`` (``grokpath.monitor``'s hooks on ``mlp.gate``)."""
+    token_sum, token_n, sample_means = 0.0, 0, []
+    for start in range(0, len(rows), batch_size):
+        batch = tokenizer([r["text"] for r in rows[start : start + batch_size]], padding=True, return_tensors="pt")
+        with GateLogits(model) as gates:
             model(**batch)
-            mask = batch["attention_mask"].bool()
-            probs = torch.stack([torch.softmax(x.float(), -1).view(*mask.shape, -1) for x in logits])  # (L, B, T, K)
-            ent = -(probs * probs.clamp_min(1e-12).log()).sum(-1)  # (L, B, T)
-            per_layer = (ent * mask).sum((1, 2))
-            token_sum = per_layer if token_sum is None else token_sum + per_layer
-            token_n += int(mask.sum())
-            mean_probs = (probs * mask[..., None]).sum(2) / mask.sum(1)[None, :, None]  # (L, B, K)
-            mean_sum += float(-(mean_probs * mean_probs.clamp_min(1e-12).log()).sum(-1).mean(0).sum())
-            mean_n += mask.shape[0]
-    finally:
-        for hook in hooks:
-            hook.remove()
+        got = routing_entropies(gates.logits, batch["attention_mask"])
+        token_sum, token_n = token_sum + got["token_sum"], token_n + got["n_tokens"]
+        sample_means.append(got["sample_mean"])
     per_layer = token_sum / token_n
-    return {"entropy_token": float(per_layer.mean()), "entropy_token_max": float(per_layer.max()), "entropy_mean": mean_sum / mean_n}
+    return {"entropy_token": float(per_layer.mean()), "entropy_token_max": float(per_layer.max()),
+            "entropy_mean": float(torch.cat(sample_means).mean())}
 
 
 def parse_overrides(items: list[str]) -> dict:
@@ -94,7 +84,7 @@ def epsilon_table(losses: pd.DataFrame, section: dict) -> pd.DataFrame:
     """ε calibration per domain on the answer-token losses (what ``traces.loss_on: target`` gives)."""
     rows = []
     for domain, frame in losses.groupby("domain", sort=False):
-        _, steps, loss = loss_matrix(frame)
+        _, _, loss = loss_matrix(frame)
         got = calibrate_epsilon(loss, section["delta"], section["epsilon_step"], tuple(section["target_fraction"]))
         final = np.sort(loss[:, -1])
         rows.append({"domain": domain, **got, "final_loss_p10": final[len(final) // 10], "final_loss_median": float(np.median(final)),
@@ -114,6 +104,7 @@ def main() -> None:
     for extra in args.config:
         overrides = deep_merge(overrides, yaml.safe_load(extra.read_text()) or {})
     cfg = load(REPO / "config" / "config.yaml", deep_merge(overrides, parse_overrides(args.set)))
+    cfg = json.loads(json.dumps(cfg, sort_keys=True))  # as the rules hand it over: domains train in sorted order
     torch.set_num_threads(cfg["pretrain"]["threads"])
     out = args.out
     if not args.eval_only:

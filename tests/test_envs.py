@@ -1,7 +1,9 @@
 """envs/*.yaml (conda envs for the rules) pin exactly what pyproject.toml pins."""
 from __future__ import annotations
 
+import os
 import re
+import subprocess
 import tomllib
 
 import pytest
@@ -87,8 +89,21 @@ def test_env_has_channels_and_post_deploy(env):
     spec = env_spec(env)
     assert spec["channels"][0] == "conda-forge"
     script = ENVS / f"{env}.post-deploy.sh"
-    assert script.is_file(), f"{script} installs grokpath into the env"
-    assert "pip install" in script.read_text()
+    text = script.read_text()
+    assert text.startswith("#!/usr/bin/env bash\n") and "set -euo pipefail" in text
+    # installs grokpath editable, without touching the env's pinned packages
+    assert re.search(r'^python -m pip install --no-deps --no-build-isolation -e "\$repo"$', text, re.M), f"{script.name}"
+
+
+@pytest.mark.parametrize("env", ENV_NAMES)
+def test_post_deploy_refuses_a_directory_that_is_not_grokpath(env, tmp_path):
+    """Run from the wrong directory, the script stops with one line before pip runs."""
+    out = subprocess.run(
+        ["bash", str(ENVS / f"{env}.post-deploy.sh")], cwd=tmp_path, capture_output=True, text=True, timeout=60, check=False,
+        env={"PATH": os.environ["PATH"], "GROKPATH_REPO": str(tmp_path)},
+    )
+    assert out.returncode == 1
+    assert out.stderr == f"post-deploy: {tmp_path} is not the grokpath repository; set GROKPATH_REPO to it\n"
 
 
 def test_every_rule_dependency_is_in_some_env():
@@ -99,9 +114,15 @@ def test_every_rule_dependency_is_in_some_env():
 
 
 def test_rules_name_existing_envs():
-    """Each `conda:` directive in workflow/rules/*.smk points at a file in envs/."""
+    """Every rule that runs a command has a `conda:` directive naming one of envs/<ENV_NAMES>.yaml, and each env is used."""
+    used = set()
     for smk in sorted((REPO / "workflow" / "rules").glob("*.smk")):
-        for match in re.finditer(r"^\s*conda:\s*\n?\s*\"([^\"]+)\"", smk.read_text(), flags=re.M):
-            target = (smk.parent / match.group(1)).resolve()
-            assert target.is_file(), f"{smk.name}: conda env {match.group(1)} does not exist"
-            assert target.parent == ENVS.resolve()
+        text = smk.read_text()
+        envs = re.findall(r"^\s*conda:\s*\n?\s*\"([^\"]+)\"", text, flags=re.M)
+        assert len(envs) == len(re.findall(r"^\s*shell:", text, flags=re.M)), f"{smk.name}: a rule without conda:"
+        for env in envs:
+            target = (smk.parent / env).resolve()
+            assert target.parent == ENVS.resolve() and target.suffix == ".yaml", f"{smk.name}: conda env {env} is not in envs/"
+            used.add(target.stem)
+    assert used == set(ENV_NAMES)
+    assert sorted(p.stem for p in ENVS.glob("*.yaml")) == sorted(ENV_NAMES)

@@ -1,7 +1,6 @@
 """Memorization steps t* and ε calibration on hand-made loss tables."""
 from __future__ import annotations
 
-import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pytest

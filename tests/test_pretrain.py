@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import math
 import shutil
 
 import pandas as pd
@@ -63,7 +64,8 @@ def test_checkpoints_loss_and_monitor(world, tmp_path):
     assert loss[[f"loss_{d}" for d in DOMAINS]].mean(axis=1).round(5).tolist() == loss["loss"].round(5).tolist()
     assert loss["lr"].tolist()[:3] == pytest.approx([0.001, 0.002, 0.002])
     monitor = pd.read_parquet(tmp_path / "monitor.parquet")
-    assert list(monitor.columns) == ["step", "domain", "pathway_distance", "consistency", "mean_cosine", "probe_loss"]
+    assert list(monitor.columns) == ["step", "domain", "pathway_distance", "consistency", "mean_cosine", "probe_loss", "token_entropy"]
+    assert ((monitor["token_entropy"] > 0) & (monitor["token_entropy"] < math.log(4))).all()  # 4 experts
     assert len(monitor) == 3 * len(DOMAINS) and set(monitor["domain"]) == set(DOMAINS)
     assert (monitor["pathway_distance"] >= 0).all() and (monitor["probe_loss"] > 0).all()
 
@@ -167,3 +169,17 @@ def test_log_checkpoint_schedule_by_hand():
     assert mini_checkpoint_steps({"steps": 1500, "n_checkpoints": 12, "checkpoint_schedule": "log", "first_checkpoint": 25}) == [
         25, 36, 53, 76, 111, 161, 233, 338, 491, 713, 1034, 1500]
     assert mini_checkpoint_steps({"steps": 12, "n_checkpoints": 3}) == [4, 8, 12]
+
+
+def test_routing_entropies_by_hand():
+    from grokpath.monitor import routing_entropies
+
+    # one layer, 2 samples x 2 positions, K = 2; sample 1's second token is padding
+    logits = [torch.tensor([[0.0, 0.0], [100.0, 0.0], [0.0, 100.0], [5.0, 5.0]])]
+    mask = torch.tensor([[1, 1], [1, 0]])
+    got = routing_entropies(logits, mask)
+    assert got["n_tokens"] == 3
+    assert got["token_sum"].tolist() == pytest.approx([math.log(2)])  # uniform, one-hot, one-hot; pad ignored
+    # token means: sample 0 (0.75, 0.25), sample 1 (0, 1)
+    h = -(0.75 * math.log(0.75) + 0.25 * math.log(0.25))
+    assert got["sample_mean"].tolist() == pytest.approx([h, 0.0], abs=1e-6)

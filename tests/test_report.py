@@ -6,18 +6,33 @@ results as JavaScript literals: `var categories = {category: {subcategory: [path
 """
 from __future__ import annotations
 
+import base64
+import html
 import json
 import re
 
 import pytest
 
 from conftest import REPO
-from grokpath.figures import PAPER_A_FIGURES
+from grokpath.figures import PAPER_A_FIGURES, PAPER_B_FIGURES
 
 pytestmark = pytest.mark.e2e
 
-PAPER_B_FIGURE_DIR = "results/figures/paper_b"
 TABLES = ["results/tables/correlations.csv", "results/tables/onset.csv"]
+# every output the rules declare with report(...), and its caption file under workflow/report/
+DECLARED = {
+    **{f"results/figures/paper_a/{name}.png": f"paper_a/{name}.rst" for name in [*PAPER_A_FIGURES, "fig08_theory"]},
+    "results/figures/paper_a/fig00_monitor.png": "paper_a/monitor.rst",
+    **{f"results/figures/paper_b/{name}.png": f"paper_b/{name}.rst" for name in PAPER_B_FIGURES},
+    "results/tables/correlations.csv": "paper_a/table1_correlations.rst",
+    "results/tables/onset.csv": "paper_a/table_onset.rst",
+}
+
+
+def plain(text: str) -> str:
+    """Caption text without markup: HTML tags and entities, rst ``literals``, and runs of whitespace."""
+    text = html.unescape(re.sub(r"<[^>]+>", "", text)).replace("``", "")
+    return " ".join(text.split())
 
 
 def embedded(html: str, name: str):
@@ -34,32 +49,35 @@ def report(smoke_run) -> dict:
         "results": embedded(html, "results"),
         "front": embedded(html, "workflow_desc"),
         "figures": sorted(str(p.relative_to(smoke_run)) for p in (smoke_run / "results" / "figures").rglob("*.png")),
+        "workdir": smoke_run,
     }
 
 
 def test_every_figure_and_table_is_in_the_report(report):
-    expected = set(report["figures"]) | set(TABLES)
-    assert {f"results/figures/paper_a/{name}.png" for name in PAPER_A_FIGURES} <= expected
-    assert any(f.startswith(PAPER_B_FIGURE_DIR) for f in expected)
-    missing = sorted(expected - set(report["results"]))
-    assert missing == [], f"outputs not declared with report(...): {missing}"
+    assert sorted(report["results"]) == sorted(DECLARED)
+    assert sorted(set(report["figures"]) | set(TABLES)) == sorted(DECLARED), "a figure on disk is not in the report"
 
 
 def test_results_are_embedded_with_captions(report):
     for path, result in report["results"].items():
-        caption = re.sub(r"<[^>]+>", "", result["caption"] or "").strip()
-        assert len(caption) > 40, f"{path}: caption missing or too short"
+        caption = plain(result["caption"] or "")
         assert "Error" not in caption and "System Message" not in caption, f"{path}: caption does not render"
+        source = plain((REPO / "workflow" / "report" / DECLARED[path]).read_text())
+        assert caption[:80] == source[:80], f"{path}: caption is not {DECLARED[path]}"
         kind = "image/png" if path.endswith(".png") else "text/csv"
         assert result["mime_type"] == kind
-        assert result["data_uri"].startswith(f"data:{kind};") and len(result["data_uri"]) > 200, f"{path} not embedded"
+        head, _, data = result["data_uri"].partition(",")
+        assert head.startswith(f"data:{kind};") and head.endswith(";base64"), f"{path}: {head}"
+        assert base64.b64decode(data) == (report["workdir"] / path).read_bytes(), f"{path}: embedded bytes differ from the file"
 
 
 def test_grouped_by_paper_and_stage(report):
     categories = report["categories"]
     assert set(categories) == {"Paper A", "Paper B"}
     assert {"pretrain", "analysis", "theory"} <= set(categories["Paper A"])
-    assert len(categories["Paper B"]) >= 3  # one subcategory per figure family
+    assert set(categories["Paper B"]) == set(PAPER_B_FIGURES.values())  # one subcategory per figure family
+    for name, subcategory in PAPER_B_FIGURES.items():
+        assert f"results/figures/paper_b/{name}.png" in categories["Paper B"][subcategory]
     for paper, folder in (("Paper A", "paper_a"), ("Paper B", "paper_b")):
         paths = [p for subcat in categories[paper].values() for p in subcat]
         assert all(f"/{folder}/" in p or p.startswith("results/tables/") for p in paths)
@@ -71,4 +89,7 @@ def test_front_page_renders_config(report):
     assert "grokpath" in front and "Paper A" in front and "Paper B" in front
     assert "{{" not in front and "snakemake.config" not in front  # Jinja placeholders were filled
     assert ">smoke<" in front  # study.name of the smoke config
-    assert (REPO / "workflow" / "report" / "workflow.rst").is_file()
+    # workflow.rst's text, with the smoke config's values filled in
+    text = plain(front)
+    assert "grokpath: grokking in mixture-of-experts pretraining, and the circuits competition behind it." in text
+    assert "circuits.P = 11" in text and "domains math, code, commonsense, domain" in text

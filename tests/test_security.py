@@ -99,8 +99,22 @@ def test_socket_blocker_blocks(tmp_path):
 @pytest.mark.e2e
 def test_smoke_pipeline_runs_without_network(offline_resumed_run):
     """The whole smoke DAG (killed and resumed) completed with every socket blocked, and never tried one."""
+    import pandas as pd
+    import yaml
+
+    from grokpath.circuits.regimes import LABELS
+    from grokpath.circuits.sweep import emergence_cells, grid_cells
+    from grokpath.config import deep_merge
+
     results = offline_resumed_run["workdir"] / "results"
-    assert (results / "tables" / "correlations.csv").is_file()
-    assert (results / "circuits" / "regimes.parquet").is_file()
+    smoke = yaml.safe_load((REPO / "config" / "smoke.yaml").read_text())
+    config = validate(deep_merge(yaml.safe_load((REPO / "config" / "config.yaml").read_text()), smoke), load_schema())
+    # its last outputs are there in full: Table 1 for every domain, a regime label for every circuits run
+    table = pd.read_csv(results / "tables" / "correlations.csv")
+    assert set(table["domain"]) == set(config["domains"])
+    regimes = pd.read_parquet(results / "circuits" / "regimes.parquet")
+    circuits = config["circuits"]
+    assert len(regimes) == circuits["n_seeds"] * (len(grid_cells(circuits)) + len(emergence_cells(circuits)))
+    assert set(regimes["label"].astype(str)) <= {*LABELS, "capacity"}
     attempts = offline_resumed_run["net_log"].read_text()
     assert attempts == "", f"network access attempted:\n{attempts}"

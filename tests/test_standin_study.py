@@ -92,20 +92,24 @@ def test_contamination_filter_dropped_the_top_fraction(study):
 
 
 def test_every_table_with_a_checkpoint_carries_its_revision_sha(study):
+    """A `ckpt` column comes with `revision_sha`, a `<x>_ckpt` column with `<x>_revision_sha`."""
     results = study["dir"] / "results"
-    checked = []
+    checked, missing = set(), []
     for path in sorted(results.rglob("*.parquet")) + sorted(results.rglob("*.csv")):
         if path.name.startswith(".") or "checkpoints" in path.parts:
             continue
         frame = pd.read_csv(path) if path.suffix == ".csv" else pq.read_table(path).to_pandas()
-        if "ckpt" not in frame.columns:
-            continue
-        assert "revision_sha" in frame.columns, f"{path.relative_to(results)} has ckpt but no revision_sha"
-        pairs = frame[["ckpt", "revision_sha"]].drop_duplicates()
-        for ckpt, sha in pairs.itertuples(index=False):
-            assert sha == study["shas"][ckpt], (path.relative_to(results), ckpt)
-        checked.append(path.relative_to(results).parts[0])
-    assert {"traces", "eval", "metrics"} <= set(checked)
+        for column in [c for c in frame.columns if c == "ckpt" or c.endswith("_ckpt")]:
+            sha_column = column[: -len("ckpt")] + "revision_sha"
+            if sha_column not in frame.columns:
+                missing.append(f"{path.relative_to(results)}: {column} without {sha_column}")
+                continue
+            pairs = frame[[column, sha_column]].dropna(subset=[column]).drop_duplicates()
+            for ckpt, sha in pairs.itertuples(index=False):
+                assert sha == study["shas"][ckpt], (path.relative_to(results), column, ckpt)
+            checked.add(path.relative_to(results).parts[0])
+    assert missing == []
+    assert {"traces", "eval", "metrics", "tables", "data"} <= checked
 
 
 def test_figures_and_tables_were_made(study):

@@ -7,8 +7,8 @@ and Mixtral in transformers 5.x). Their output differs across versions:
 - transformers 5.x ``OlmoeTopKRouter`` returns ``(router_logits, top_k_scores, top_k_indices)``;
 - older versions (a plain ``nn.Linear`` gate) return the logits alone.
 
-:func:`logits_of` accepts both; :class:`RouterCapture` records every layer's
-logits during one forward pass with forward hooks.
+:func:`logits_of` accepts both. The trace pass hooks the routers found here and reduces
+their logits on the device (``grokpath.traces.RoutingAccumulator``).
 """
 from __future__ import annotations
 
@@ -59,39 +59,6 @@ def top_k_of(model: nn.Module, gate: nn.Module | None = None) -> int:
     if top_k is None:
         raise ValueError(f"{type(model).__name__}: cannot tell top-k (no gate.top_k, no config.num_experts_per_tok)")
     return int(top_k)
-
-
-class RouterCapture:
-    """Context manager: during a forward pass, ``self.logits[l]`` gets layer l's router logits (N_tokens, K)."""
-
-    def __init__(self, model: nn.Module, gate_module: str = DEFAULT_GATE_MODULE):
-        self.gates = find_gates(model, gate_module)
-        self.logits: list[torch.Tensor | None] = [None] * len(self.gates)
-        self._handles = []
-
-    def _hook(self, layer: int):
-        def hook(module, inputs, output):
-            logits = logits_of(output)
-            self.logits[layer] = logits.reshape(-1, logits.shape[-1])
-
-        return hook
-
-    def __enter__(self) -> "RouterCapture":
-        self.logits = [None] * len(self.gates)
-        self._handles = [gate.register_forward_hook(self._hook(i)) for i, gate in enumerate(self.gates)]
-        return self
-
-    def __exit__(self, *exc) -> None:
-        for handle in self._handles:
-            handle.remove()
-        self._handles = []
-
-    def stacked(self) -> torch.Tensor:
-        """All layers' logits as (L, N_tokens, K); raises if a router did not run."""
-        missing = [i for i, x in enumerate(self.logits) if x is None]
-        if missing:
-            raise RuntimeError(f"router of layer {missing[0]} produced no output during the forward pass")
-        return torch.stack(self.logits)
 
 
 def router_weights(model: nn.Module, gate_module: str = DEFAULT_GATE_MODULE) -> np.ndarray:

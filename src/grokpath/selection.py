@@ -274,7 +274,10 @@ def load_length_tokenizer(data: dict):
     from transformers import AutoTokenizer
 
     try:
-        return AutoTokenizer.from_pretrained(tok["repo_id"], revision=tok.get("revision") or "main")
+        # A tokenizer only measures lengths here: never run a repository's code for it.
+        return AutoTokenizer.from_pretrained(
+            tok["repo_id"], revision=tok.get("revision") or "main", trust_remote_code=False
+        )
     except Exception as err:  # noqa: BLE001 - network, missing revision: name the tokenizer
         raise DataError(f"data.tokenizer: cannot load '{tok['repo_id']}' at revision '{tok.get('revision')}': {err}") from None
 

@@ -1,6 +1,8 @@
 """Routing traces: per-sample loss and token-mean routing weights, one forward pass per batch.
 
 :func:`trace_batch` is the shared primitive (pretrain's online monitor calls it too);
+:func:`sample_losses`, :func:`sample_exact_match`, :func:`answer_starts` and :func:`answer_mask`
+are the project's one per-sample loss and one prompt/answer split (pretraining uses them too);
 :func:`run_traces` loads one checkpoint once and writes every (domain, split) file:
 ``<out>/<domain>_<split>.parquet`` (schema below), optionally
 ``<out>/<domain>_<split>.tokens.parquet`` (per-token top-k), and ``<out>/router_weights.npy``.

@@ -39,8 +39,9 @@ import math
 import numpy as np
 import pandas as pd
 
+from grokpath.circuits.columns import RUN_KEYS
+
 LABELS = ("progression", "grokking", "semi-grokking", "ungrokking", "undetermined")
-RUN_KEYS = ["task", "d_h", "n_layers", "split_ffn", "n_sub", "n_train", "seed"]
 CELL_KEYS = ["task", "d_h", "n_layers", "split_ffn", "n_sub"]
 
 

@@ -13,11 +13,15 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from grokpath.circuits.model import ModelSpec, n_params
 from grokpath.circuits.tasks import make_task, vocab_size
 from grokpath.circuits.train import train_models
 from grokpath.io import config_hash, provenance, write_frame
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 log = logging.getLogger(__name__)
 
@@ -79,7 +83,7 @@ def train_cell(circuits: dict, task: str, d_h: int, D: int, out: Path | str, n_l
 
 
 # ---------------------------------------------------------------- classify + figures (file level)
-def read_runs(paths: list[Path | str]) -> "pd.DataFrame":
+def read_runs(paths: list[Path | str]) -> pd.DataFrame:
     import pandas as pd
 
     missing = [str(p) for p in paths if not Path(p).is_file()]

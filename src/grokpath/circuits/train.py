@@ -36,6 +36,7 @@ from tqdm import tqdm
 
 from grokpath.circuits.model import ModelSpec, ffn_mask, forward_many, forward_one, init_params, param_norm, stack_params
 from grokpath.circuits.tasks import TaskData
+from grokpath.devices import resolve_device
 
 log = logging.getLogger(__name__)
 
@@ -50,14 +51,6 @@ def log_steps(n_steps: int, n_points: int) -> list[int]:
         raise ValueError(f"circuits.train: steps ({n_steps}) must be >= 1 and n_log_points ({n_points}) >= 2")
     steps = np.unique(np.round(np.logspace(0, math.log10(n_steps), n_points)).astype(int))
     return [0, *[int(s) for s in steps if 0 < s < n_steps], int(n_steps)]
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise ValueError("circuits.train.device is 'cuda' but no CUDA device is available")
-    return torch.device(name)
 
 
 def choose_batching(requested: str, spec: ModelSpec, n_train: int, device: torch.device, auto_max_work: float) -> str:
@@ -164,7 +157,7 @@ def train_models(data: TaskData, spec: ModelSpec, seeds: list[int], cfg: dict) -
     if cfg["dtype"] not in DTYPES:
         raise ValueError(f"circuits.train.dtype must be one of {list(DTYPES)}, got '{cfg['dtype']}'")
     dtype = DTYPES[cfg["dtype"]]
-    device = resolve_device(cfg["device"])
+    device = torch.device(resolve_device(cfg["device"], "circuits.train.device"))
     if device.type == "cpu":
         torch.set_num_threads(int(cfg["threads"]))
     n_train_max = int(data.train_mask.sum(1).max())

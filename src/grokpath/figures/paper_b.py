@@ -13,9 +13,10 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
+from grokpath.circuits.columns import RUN_KEYS  # noqa: E402
+
 REGIME_ORDER = ["progression", "grokking", "semi-grokking", "ungrokking", "undetermined"]
 REGIME_COLORS = dict(zip(REGIME_ORDER, ["#4c72b0", "#55a868", "#dd8452", "#c44e52", "#8c8c8c"]))
-RUN_KEYS = ["task", "d_h", "n_layers", "split_ffn", "n_sub", "n_train", "seed"]
 
 
 def _empty(ax, what: str) -> None:

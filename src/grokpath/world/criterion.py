@@ -1,4 +1,4 @@
-"""Does a mini-world run grok? The acceptance criterion of issue 4, per domain.
+"""Does a mini-world run grok? The delayed-generalization criterion, per domain.
 
 A domain shows delayed generalization when its training loss has settled (stays
 within ``delta`` of its final value from some checkpoint on) at least
