@@ -299,3 +299,21 @@ def test_onset_bootstrap_contains_point_and_is_seeded():
     assert math["onset_lo_step"] <= math["onset_step"] <= math["onset_hi_step"]
     assert math["n_test"] == 40 and math["final_accuracy"] == pytest.approx(0.9)
     pd.testing.assert_frame_equal(table, onset_table(study_cfg(), samples))
+
+
+def test_delay_columns_from_train_loss_and_test_accuracy():
+    from grokpath.rise import delay_table
+
+    steps = [100, 200, 300, 400, 500, 600]
+    losses = [2.0, 0.5, 0.1, 0.12, 0.1, 0.1]  # settled (within 0.05 of 0.1) from step 300 on
+    correct_of = [0, 0, 0, 0, 1, 2]  # of 2 test samples: accuracy 0.5 at 500 is not above half of 1.0
+    rows = []
+    for step, loss, n_correct in zip(steps, losses, correct_of):
+        for i, sample_loss in enumerate((loss - 0.01, loss + 0.01)):  # mean over train samples = loss
+            rows.append({"domain": "math", "step": step, "split": "train", "sample_id": f"t{i}", "loss": sample_loss, "correct": None})
+        for i in range(2):
+            rows.append({"domain": "math", "step": step, "split": "test", "sample_id": f"x{i}", "loss": 1.0, "correct": i < n_correct})
+    verdict = delay_table({"delta": 0.05, "min_gap": 2, "min_final_accuracy": 0.5}, pd.DataFrame(rows))["math"]
+    assert verdict == {"loss_settled_step": 300, "accuracy_half_step": 600, "delay_checkpoints": 3, "delayed_generalization": True}
+    strict = delay_table({"delta": 0.05, "min_gap": 4, "min_final_accuracy": 0.5}, pd.DataFrame(rows))["math"]
+    assert strict["delay_checkpoints"] == 3 and not strict["delayed_generalization"]

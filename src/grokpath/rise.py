@@ -9,6 +9,9 @@ Table 1 and fig. 7 use the window's checkpoints only.
 
 The onset CI resamples test samples (:mod:`grokpath.bootstrap`) and reruns the rule on
 each resampled accuracy curve. Per-sample onsets t# are :mod:`grokpath.onset`'s.
+
+The delay columns apply :func:`grokpath.world.criterion.grokking_criterion` to the mean
+training loss over all training samples and the test accuracy (``analysis.delay``).
 """
 from __future__ import annotations
 
@@ -21,6 +24,7 @@ import pandas as pd
 from grokpath.bootstrap import domain_rng, percentile_ci, resample_counts, weighted_means
 from grokpath.io import write_text
 from grokpath.samples import read_samples, require, sample_matrix
+from grokpath.world.criterion import grokking_criterion
 
 log = logging.getLogger(__name__)
 
@@ -58,8 +62,9 @@ def onset_table(cfg: dict, samples: pd.DataFrame) -> pd.DataFrame:
     """Per domain: the sustained-rise start and its bootstrap CI over resampled test samples."""
     analysis = cfg["analysis"]
     rule, boot = analysis["sustained_rise"], analysis["bootstrap"]
-    require(samples, ["domain", "ckpt", "step", "revision_sha", "split", "sample_id", "correct"], "samples.parquet")
+    require(samples, ["domain", "ckpt", "step", "revision_sha", "split", "sample_id", "correct", "loss"], "samples.parquet")
     tests = samples[samples["split"] == "test"]
+    delay = delay_table(analysis["delay"], samples)
     rows = []
     for domain, frame in tests.groupby("domain", observed=True, sort=True):
         order = frame.groupby("ckpt", observed=True)["step"].first().sort_values(kind="stable")
@@ -87,10 +92,34 @@ def onset_table(cfg: dict, samples: pd.DataFrame) -> pd.DataFrame:
                 "n_checkpoints": len(ckpts),
                 "start_accuracy": float(accuracy[0]),
                 "final_accuracy": float(accuracy[-1]),
+                **delay.get(domain, {}),
             }
         )
         log.info("onset %s: step %s [%s, %s]", domain, rows[-1]["onset_step"], lo, hi)
     return pd.DataFrame(rows)
+
+
+def delay_table(rule: dict, samples: pd.DataFrame) -> dict[str, dict]:
+    """Per domain: when the training loss settled, when accuracy passed half its final value, the gap."""
+    keys = ["domain", "step"]
+    loss = samples[samples["split"] == "train"].groupby(keys, observed=True)["loss"].mean().rename("train_loss_all")
+    tests = samples[samples["split"] == "test"]
+    accuracy = tests.assign(correct=tests["correct"].astype(float)).groupby(keys, observed=True)["correct"].mean()
+    curves = pd.concat([loss, accuracy.rename("test_accuracy")], axis=1, join="inner").reset_index()
+    if curves.empty:
+        return {}
+    verdict = grokking_criterion(
+        curves, "train_loss_all", delta=rule["delta"], min_gap=rule["min_gap"], min_final_accuracy=rule["min_final_accuracy"]
+    )
+    return {
+        row.domain: {
+            "loss_settled_step": row.loss_settled_at,
+            "accuracy_half_step": row.accuracy_half_at,
+            "delay_checkpoints": row.gap_checkpoints,
+            "delayed_generalization": bool(row.groks),
+        }
+        for row in verdict.itertuples()
+    }
 
 
 def write_onset(cfg: dict, samples_path: Path, out_csv: Path) -> pd.DataFrame:
