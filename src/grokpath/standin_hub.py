@@ -294,7 +294,7 @@ class _Handler(BaseHTTPRequestHandler):
     server: "_Server"
 
     def log_message(self, format, *args):  # noqa: A002 - http.server's signature
-        log.debug("stand-in hub: " + format, *args)
+        log.info("%s " + format, self.client_address[0], *args)
 
     # ---- plumbing
     def _record(self) -> None:

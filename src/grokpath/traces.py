@@ -157,18 +157,19 @@ class RoutingAccumulator:
         def hook(module, inputs, output):
             logits = logits_of(output)
             batch, length = self.mask.shape
-            probs = torch.softmax(logits.reshape(batch, length, -1).float(), dim=-1)  # (B, T, K)
+            # experts-first (K, B, T): a softmax over a short last axis is ~10x slower on the CPU
+            probs = torch.softmax(logits.reshape(batch, length, -1).float().permute(2, 0, 1), dim=0)
             if self.normalization == "softmax":
-                self.sums[layer] = torch.bmm(self.mask[:, None, :], probs)[:, 0]
+                self.sums[layer] = (probs * self.mask).sum(-1).T
                 if self.per_token:
-                    values, indices = probs.topk(self.top_k, dim=-1)
+                    values, indices = probs.topk(self.top_k, dim=0)
             else:
-                values, indices = probs.topk(self.top_k, dim=-1)
-                values = values / values.sum(-1, keepdim=True)
-                masked = (values * self.mask[..., None]).reshape(batch, -1)
-                self.sums[layer].scatter_add_(1, indices.reshape(batch, -1), masked)
-            if self.per_token:
-                self.token_ids[layer], self.token_weights[layer] = indices, values
+                values, indices = probs.topk(self.top_k, dim=0)  # (k, B, T)
+                values = values / values.sum(0, keepdim=True)
+                masked = (values * self.mask).permute(1, 0, 2).reshape(batch, -1)
+                self.sums[layer].scatter_add_(1, indices.permute(1, 0, 2).reshape(batch, -1), masked)
+            if self.per_token:  # (B, T, k)
+                self.token_ids[layer], self.token_weights[layer] = indices.permute(1, 2, 0), values.permute(1, 2, 0)
             self.seen[layer] = True
 
         return hook
