@@ -45,7 +45,8 @@ from grokpath.checkpoints import local_name, mini_checkpoint_steps
 from grokpath.config import deep_merge, load
 from grokpath.memorization import calibrate_epsilon, loss_matrix, memorized_fraction
 from grokpath.monitor import GateLogits, routing_entropies
-from grokpath.pretrain import evaluate_rows, pretrain, read_jsonl
+from grokpath.data import read_split
+from grokpath.pretrain import evaluate_rows, pretrain
 from grokpath.world import build_world
 from grokpath.world.criterion import grokking_criterion
 
@@ -116,7 +117,7 @@ def main() -> None:
 
     tokenizer = PreTrainedTokenizerFast.from_pretrained(str(out / "tokenizer"))
     domains = list(cfg["domains"])
-    data = {d: {s: read_jsonl(out / "world" / d / f"{s}.jsonl") for s in ("train", "test")} for d in domains}
+    data = {d: {s: read_split(out / "world" / d / f"{s}.jsonl") for s in ("train", "test")} for d in domains}
     rows, sample_losses = [], []
     for step in mini_checkpoint_steps(cfg["pretrain"]):
         if not (out / "checkpoints" / local_name(step)).is_dir():

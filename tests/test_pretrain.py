@@ -113,7 +113,8 @@ def test_learning_rate_schedule():
 def test_full_batch_uses_every_training_text(world, tmp_path):
     from transformers import OlmoeForCausalLM, PreTrainedTokenizerFast
 
-    from grokpath.pretrain import model_config, read_jsonl, sequence_losses
+    from grokpath.data import read_split
+    from grokpath.pretrain import model_config, sequence_losses
 
     cfg = micro_cfg(batch_size=0, steps=2, checkpoint_steps=[1, 2], loss_on="answer")
     run(cfg, world, tmp_path)
@@ -123,7 +124,7 @@ def test_full_batch_uses_every_training_text(world, tmp_path):
     model = OlmoeForCausalLM(model_config(cfg["pretrain"], tok))  # the same initial weights
     with torch.no_grad():
         for d in DOMAINS:
-            rows = read_jsonl(world / "world" / d / "train.jsonl")
+            rows = read_split(world / "world" / d / "train.jsonl")
             expected = sequence_losses(model, encode(rows, tok, "answer"))[0].mean().item()
             assert logged.loc[1, f"loss_{d}"] == pytest.approx(expected, abs=1e-5)  # step 1 saw the whole domain
 

@@ -28,12 +28,13 @@ from pathlib import Path
 
 import pandas as pd
 import torch
-import torch.nn.functional as F
 from tqdm import tqdm
 from transformers import OlmoeConfig, OlmoeForCausalLM, PreTrainedTokenizerFast
 
 from grokpath.checkpoints import local_name, mini_checkpoint_steps
+from grokpath.data import read_split
 from grokpath.io import atomic_dir, atomic_path, config_hash, provenance, write_frame
+from grokpath.traces import answer_mask, answer_starts, sample_exact_match, sample_losses
 
 log = logging.getLogger(__name__)
 
@@ -41,33 +42,22 @@ STATE_FILE = "state.pt"
 
 
 # ---------------------------------------------------------------- data
-def read_jsonl(path: Path | str) -> list[dict]:
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"mini world split not found: {path}")
-    with open(path) as fh:
-        return [json.loads(line) for line in fh if line.strip()]
-
-
 def encode(rows: list[dict], tokenizer: PreTrainedTokenizerFast, loss_on: str = "all") -> dict[str, torch.Tensor]:
     """Right-padded ``input_ids``/``attention_mask`` and a ``loss_mask`` over predicted tokens.
 
     ``loss_mask[i, t]`` says whether token t of sample i is a training target:
     every real token after BOS (``all``), or only the answer tokens, i.e. the
-    target and the closing newline (``answer``; rows without a target count whole).
+    target and the closing newline (``answer``, split by :func:`grokpath.traces.answer_starts`;
+    rows without a prompt count whole).
     """
-    if loss_on not in ("all", "answer"):
-        raise ValueError(f"pretrain.loss_on must be 'all' or 'answer', got {loss_on!r}")
     batch = tokenizer([r["text"] for r in rows], padding=True, return_tensors="pt")
-    lengths = batch["attention_mask"].sum(1)
-    positions = torch.arange(batch["input_ids"].shape[1])
-    first = torch.ones_like(lengths)  # position 0 is BOS, never predicted
+    starts = [1] * len(rows)  # position 0 is BOS, never predicted
     if loss_on == "answer":
-        prompt_len = torch.tensor(
-            [len(tokenizer(r["prompt"])["input_ids"]) if "prompt" in r else 1 for r in rows]
-        )
-        first = prompt_len
-    loss_mask = (positions[None, :] >= first[:, None]) & (positions[None, :] < lengths[:, None])
+        prompted = [i for i, r in enumerate(rows) if "prompt" in r]
+        found = answer_starts(tokenizer, [rows[i]["text"] for i in prompted], [rows[i]["prompt"] for i in prompted])
+        for i, start in zip(prompted, found):
+            starts[i] = start
+    loss_mask = answer_mask(batch["attention_mask"], starts)
     return {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"], "loss_mask": loss_mask}
 
 
@@ -79,15 +69,10 @@ def take(batch: dict[str, torch.Tensor], index: torch.Tensor) -> dict[str, torch
 
 
 def sequence_losses(model, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, object]:
-    """Per-sample mean NLL over ``loss_mask`` tokens, the per-token argmax hits, and the model output."""
+    """Per-sample mean NLL over ``loss_mask`` tokens, teacher-forced exact match, and the model output."""
     out = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
-    logits = out.logits[:, :-1]
-    labels = batch["input_ids"][:, 1:]
-    mask = batch["loss_mask"][:, 1:].float()
-    nll = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels.reshape(-1), reduction="none").view_as(mask)
-    per_sample = (nll * mask).sum(1) / mask.sum(1).clamp_min(1)
-    hits = (logits.argmax(-1) == labels) | (mask == 0)
-    return per_sample, hits.all(1), out
+    args = (out.logits, batch["input_ids"], batch["attention_mask"], batch["loss_mask"])
+    return sample_losses(*args), sample_exact_match(*args), out
 
 
 @torch.no_grad()
@@ -218,7 +203,7 @@ def pretrain(
     torch.set_num_threads(pre["threads"])
 
     tokenizer = PreTrainedTokenizerFast.from_pretrained(str(tokenizer_dir))
-    train = {d: read_jsonl(world_dir / d / "train.jsonl") for d in domains}
+    train = {d: read_split(world_dir / d / "train.jsonl") for d in domains}
     data = {d: encode(rows, tokenizer, pre["loss_on"]) for d, rows in train.items()}
     longest = max(int(b["attention_mask"].sum(1).max()) for b in data.values())
     if longest > pre["max_position_embeddings"]:
