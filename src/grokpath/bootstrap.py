@@ -12,14 +12,7 @@ their number is (Σw)² − Σw², so a sample drawn twice never pairs with its 
 """
 from __future__ import annotations
 
-import zlib
-
 import numpy as np
-
-
-def domain_rng(seed: int, domain: str, stream: int = 0) -> np.random.Generator:
-    """A generator fixed by (seed, domain, stream), independent of domain order."""
-    return np.random.default_rng([int(seed), zlib.crc32(domain.encode()), int(stream)])
 
 
 def resample_counts(rng: np.random.Generator, n_items: int, n_boot: int) -> np.ndarray:

@@ -31,7 +31,6 @@ from scipy import stats
 from tqdm import tqdm
 
 from grokpath.bootstrap import (
-    domain_rng,
     pair_counts,
     percentile_ci,
     resample_counts,
@@ -39,6 +38,7 @@ from grokpath.bootstrap import (
     weighted_means,
     weighted_pair_mean,
 )
+from grokpath.seeds import domain_rng
 from grokpath.curves import (
     DISTANCE_COLUMNS,
     GROUP_PREFIX,

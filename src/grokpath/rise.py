@@ -21,7 +21,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from grokpath.bootstrap import domain_rng, percentile_ci, resample_counts, weighted_means
+from grokpath.bootstrap import percentile_ci, resample_counts, weighted_means
+from grokpath.seeds import domain_rng
 from grokpath.io import write_text
 from grokpath.samples import read_samples, require, sample_matrix
 from grokpath.world.criterion import grokking_criterion

@@ -5,6 +5,7 @@ import os
 import sys
 
 from grokpath.checkpoints import checkpoint_names
+from grokpath.data import SPLITS
 
 # Rules call the `grokpath` CLI installed beside this interpreter, also when
 # snakemake is started as .venv/bin/snakemake without activating the venv.
@@ -12,7 +13,6 @@ os.environ["PATH"] = os.path.dirname(sys.executable) + os.pathsep + os.environ.g
 
 CKPTS = checkpoint_names(config)
 DOMAINS = list(config["domains"])
-SPLITS = ["train", "validation", "test"]
 ALL_TARGETS = []
 
 

@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import json
 import logging
-import zlib
 from pathlib import Path
 
-import numpy as np
 
 from grokpath.io import atomic_dir, atomic_path, config_hash, write_json
 from grokpath.world import chemistry, code, commonsense, math
-from grokpath.world.common import SPLITS
+from grokpath.data import SPLITS
+from grokpath.seeds import domain_rng
 from grokpath.world.tokenizer import build_tokenizer, save_tokenizer
 
 log = logging.getLogger(__name__)
@@ -25,11 +24,6 @@ log = logging.getLogger(__name__)
 BUILDERS = {"math": math.build, "code": code.build, "commonsense": commonsense.build, "domain": chemistry.build}
 
 __all__ = ["build_world", "generate_world", "BUILDERS"]
-
-
-def domain_rng(seed: int, domain: str) -> np.random.Generator:
-    """One generator per (seed, domain): adding a domain never changes another's data."""
-    return np.random.default_rng([seed, zlib.crc32(domain.encode())])
 
 
 def generate_world(world: dict, domains: list[str]) -> dict[str, dict[str, list[dict]]]:

@@ -5,9 +5,6 @@ import itertools
 
 import numpy as np
 
-SPLITS = ("train", "validation", "test")
-
-
 def record(domain: str, split: str, index: int, prompt: str, target: str) -> dict:
     """One sample: ``text == prompt + target + "\\n"`` (the target starts with a space)."""
     if "\n" in prompt or "\n" in target:
