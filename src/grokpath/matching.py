@@ -18,7 +18,6 @@ import numpy as np
 import pandas as pd
 
 log = logging.getLogger(__name__)
-BACKENDS = ("auto", "minilm", "tfidf")
 
 
 def _l2_normalize(x: np.ndarray) -> np.ndarray:
@@ -45,8 +44,6 @@ def _tfidf_embeddings(texts: list[str]) -> np.ndarray:
 
 def embed_texts(texts: list[str], backend: str = "auto", batch_size: int = 64) -> tuple[np.ndarray, str]:
     """Unit-norm embeddings (n, d) of ``texts`` and the backend that made them."""
-    if backend not in BACKENDS:
-        raise ValueError(f"matching.backend must be one of {BACKENDS}, got '{backend}'")
     if backend in ("auto", "minilm"):
         try:
             return np.asarray(_minilm_embeddings(texts, batch_size), dtype=np.float64), "minilm"

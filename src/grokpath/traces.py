@@ -43,7 +43,6 @@ from grokpath.routing import DEFAULT_GATE_MODULE, find_gates, logits_of, num_exp
 log = logging.getLogger(__name__)
 
 NORMALIZATIONS = ("softmax", "topk")
-LOSS_ON = ("all", "target")
 
 
 @dataclass
@@ -389,11 +388,7 @@ def run_traces(cfg: dict, checkpoint_dir: Path | str, ckpt: str, out_dir: Path |
     Data and tokenization are checked before the (possibly 14 GB) model load.
     """
     checkpoints, domains, traces = cfg["checkpoints"], cfg["domains"], cfg["traces"]
-    if traces["routing_normalization"] not in NORMALIZATIONS:
-        raise ValueError(f"traces.routing_normalization '{traces['routing_normalization']}' is not one of {NORMALIZATIONS}")
-    loss_on = traces.get("loss_on", "all")
-    if loss_on not in LOSS_ON:
-        raise ValueError(f"traces.loss_on '{loss_on}' is not one of {LOSS_ON}")
+    loss_on = traces["loss_on"]  # enums are the schema's to check
     checkpoint_dir, out_dir = Path(checkpoint_dir), Path(out_dir)
     trust = bool(checkpoints["trust_remote_code"])
     step = checkpoint_step(checkpoints, ckpt)
