@@ -38,9 +38,11 @@ def test_matched_groups_tfidf():
     assert set(frame["backend"]) == {"tfidf"}
 
 
-def test_unknown_backend_is_named():
-    with pytest.raises(ValueError, match="matching.backend"):
-        embed_texts(["x"], backend="bert")
+def test_unknown_backend_is_named_by_the_schema():
+    from grokpath.config import ConfigError, validate
+
+    with pytest.raises(ConfigError, match=r"config key 'matching.backend': 'bert' is not one of"):
+        validate({"matching": {"backend": "bert"}})
 
 
 def test_minilm_loads_offline(monkeypatch):
