@@ -69,5 +69,5 @@ def test_mix_adds_random_subtraction_with_its_own_token():
 def test_bad_task_and_sizes_raise_naming_them():
     with pytest.raises(ValueError, match="unknown circuits task 'mul'"):
         make_task("mul", 7, [0], 10)
-    with pytest.raises(ValueError, match="n_train=50"):
+    with pytest.raises(ValueError, match=r"circuits grid D=50: must be in 1..49"):
         make_task("add", 7, [0], 50)

@@ -88,5 +88,5 @@ def test_cli_trains_a_cell(tmp_path):
     assert set(frame["seed"]) == {0, 1} and (frame["n_train"] == 40).all() and (frame["task"] == "add").all()
     assert frame.groupby("seed")["step"].max().tolist() == [15, 15]
     assert main([*args, "--task", "add", "--d-h", "8", "--D", "999", "--out", str(tmp_path / "bad.parquet")]) == 2
-    assert "n_train=999" in (tmp_path / "x.log").read_text()
+    assert "circuits grid D=999: must be in 1..121" in (tmp_path / "x.log").read_text()
     assert not (tmp_path / "bad.parquet").exists()

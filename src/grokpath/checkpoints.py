@@ -35,6 +35,7 @@ from huggingface_hub.utils import filter_repo_objects
 from huggingface_hub.utils.sha import git_hash, sha_fileobj
 from tqdm.auto import tqdm
 
+from grokpath.config import InputError
 from grokpath.io import config_hash, provenance, write_json
 
 log = logging.getLogger(__name__)
@@ -47,7 +48,7 @@ PROVENANCE = "provenance.json"
 DTYPES = {"float32", "bfloat16", "float16"}
 
 
-class CheckpointError(ValueError):
+class CheckpointError(InputError):
     """A checkpoint is missing, unreadable or not what its name says; the message names it."""
 
 

@@ -11,7 +11,7 @@ import logging
 import sys
 from pathlib import Path
 
-from grokpath.config import ConfigError, from_json
+from grokpath.config import InputError, from_json
 
 log = logging.getLogger("grokpath")
 
@@ -367,10 +367,6 @@ def _cmd_metrics_gather(args, cfg) -> None:
 
 
 # ---------------------------------------------------------------- paper A metrics, tables, figures
-def _register_paper_a(sub) -> None:
-    pass
-
-
 # ---------------------------------------------------------------- paper A analysis: join, tables, figures, theory
 def _register_analysis(sub) -> None:
     p = _add(sub, "samples", "the long per-(domain, checkpoint, sample) table every analysis step reads")
@@ -514,7 +510,6 @@ def build_parser() -> argparse.ArgumentParser:
     _register_traces(sub)
     _register_evaluation(sub)
     _register_metrics(sub)
-    _register_paper_a(sub)
     _register_analysis(sub)
     _register_circuits(sub)
     return parser
@@ -526,9 +521,14 @@ def main(argv: list[str] | None = None) -> int:
     try:
         cfg = from_json(args.cfg)
         args.func(args, cfg)
-    except (ConfigError, FileNotFoundError, ValueError) as err:
+    except (InputError, FileNotFoundError) as err:
+        # the user's input: one line that names the key, file or revision
         log.error("%s", err)
         return 2
+    except Exception:
+        # a bug: keep the traceback in the job's log
+        log.exception("grokpath %s failed", args.command)
+        return 1
     return 0
 
 

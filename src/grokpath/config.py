@@ -16,7 +16,11 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 SCHEMA_PATH = REPO_ROOT / "workflow" / "schemas" / "config.schema.yaml"
 
 
-class ConfigError(ValueError):
+class InputError(ValueError):
+    """Bad input the user can fix (config, data, checkpoint, device); the message names it in one line."""
+
+
+class ConfigError(InputError):
     """A config value is missing, unknown or of the wrong type; the message names the key."""
 
 

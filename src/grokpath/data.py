@@ -11,6 +11,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from grokpath.config import InputError
+
 SPLITS = ("train", "validation", "test")
 # Defaults for domains whose paths / task are null (the schema default): the mini world's
 # outputs. Not schema defaults, because Snakemake would read "{domain}" in a rule's
@@ -19,7 +21,7 @@ MINI_WORLD_SPLIT = "results/world/{domain}/{split}.jsonl"
 MINI_WORLD_TASK = "grokpath_{domain}"
 
 
-class DataError(ValueError):
+class DataError(InputError):
     """A data file or record breaks the contract; the message names file and line."""
 
 

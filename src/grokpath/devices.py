@@ -6,8 +6,10 @@ job fails at its start with one line naming the config key, not later inside tor
 """
 from __future__ import annotations
 
+from grokpath.config import InputError
 
-class DeviceError(ValueError):
+
+class DeviceError(InputError):
     """The configured device does not exist on this machine (or is not a torch device)."""
 
 

@@ -24,6 +24,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from grokpath.config import InputError
+
 TASKS = ("add", "square", "memorize", "mix")
 N_SPECIAL = 3  # '+', '-', '='
 
@@ -77,7 +79,7 @@ def split_pairs(P: int, n_train: int, seed: int) -> tuple[np.ndarray, np.ndarray
     """Seeded, disjoint train / validation pair indices; validation is the complement."""
     n_pairs = P * P
     if not 0 < n_train <= n_pairs:
-        raise ValueError(f"n_train={n_train} must be in 1..{n_pairs} (P={P})")
+        raise InputError(f"circuits grid D={n_train}: must be in 1..{n_pairs}, the number of pairs at circuits.P={P}")
     order = np.random.default_rng([seed, 0xDA7A]).permutation(n_pairs)
     return np.sort(order[:n_train]), np.sort(order[n_train:])
 
