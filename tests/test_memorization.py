@@ -105,17 +105,20 @@ def test_run_memorization_file_to_file(tmp_path):
         path = tmp_path / f"step{step:06d}" / "math_train.parquet"
         ids = list(LOSSES)
         write_parquet(pa.table({"sample_id": ids, "domain": ["math"] * 5, "ckpt": [f"step{step:06d}"] * 5,
-                                "step": pa.array([step] * 5, pa.int64()), "loss": pa.array([LOSSES[s][k] for s in ids], pa.float32())}), path)
+                                "step": pa.array([step] * 5, pa.int64()), "revision_sha": [f"sha{step}"] * 5,
+                                "loss": pa.array([LOSSES[s][k] for s in ids], pa.float32())}), path)
         paths.append(path)
     out, ablation_out = tmp_path / "mem.parquet", tmp_path / "abl.parquet"
     run_memorization({"memorization": section}, "math", paths, out, ablation_out)
     frame = pd.read_parquet(out)
-    assert list(frame.columns) == ["domain", "sample_id", "memorized", "t_star_step", "t_star_ckpt", "epsilon", "delta", "epsilon_mode"]
+    assert list(frame.columns) == ["domain", "sample_id", "memorized", "t_star_step", "t_star_ckpt", "t_star_revision_sha",
+                                   "epsilon", "delta", "epsilon_mode"]
     row = frame.set_index("sample_id").loc["b"]
-    assert row.t_star_step == 400 and row.t_star_ckpt == "step000400"
+    assert row.t_star_step == 400 and row.t_star_ckpt == "step000400" and row.t_star_revision_sha == "sha400"
     assert pd.isna(frame.set_index("sample_id").loc["c", "t_star_ckpt"])
     abl = pd.read_parquet(ablation_out)
-    assert list(abl.columns) == ["domain", "parameter", "epsilon", "delta", "ckpt", "step", "n_memorized", "fraction"]
+    assert list(abl.columns) == ["domain", "parameter", "epsilon", "delta", "ckpt", "step", "n_memorized", "fraction", "revision_sha"]
+    assert (abl["revision_sha"] == "sha" + abl["step"].astype(str)).all()
     assert sorted(abl.query("parameter == 'epsilon'")["epsilon"].unique()) == [1.0, 1.5]
     assert read_metadata(out)["calibration"]["math"]["mode"] == "fixed"
     gather([out, out], tmp_path / "all.parquet")

@@ -54,12 +54,13 @@ def test_run_onset_file_to_file(tmp_path):
         path = tmp_path / f"step{step:06d}" / "samples.parquet"
         path.parent.mkdir()
         pd.DataFrame({"ckpt": f"step{step:06d}", "step": step, "domain": ["math", "math", "code"], "sample_id": ["m0", "m1", "c0"],
-                      "correct": [*correct, True], "response": "", "target": ""}).to_parquet(path)
+                      "correct": [*correct, True], "response": "", "target": "", "revision_sha": f"sha{step}"}).to_parquet(path)
         paths.append(path)
     out = tmp_path / "onset.parquet"
     run_onset({"onset": {"min_accuracy": 0.8, "max_errors": 1, "require_correct_at_onset": True}}, "math", paths, out)
     frame = pd.read_parquet(out)
-    assert list(frame.columns) == ["domain", "sample_id", "generalized", "t_hash_step", "t_hash_ckpt"]
+    assert list(frame.columns) == ["domain", "sample_id", "generalized", "t_hash_step", "t_hash_ckpt", "t_hash_revision_sha"]
     # m0: [0, 1, 1] -> 200; m1: [1, 1, 0] -> t=0 2/3, t=1 1/2, t=2 0/1: never
     assert frame.set_index("sample_id")["t_hash_ckpt"].to_dict()["m0"] == "step000200"
+    assert frame.set_index("sample_id")["t_hash_revision_sha"].to_dict()["m0"] == "sha200"
     assert frame["generalized"].tolist() == [True, False]

@@ -84,19 +84,36 @@ def _ckpt_steps(frames: list[pd.DataFrame]) -> dict[int, str]:
     return step_to_ckpt
 
 
+def _step_shas(frames: list[pd.DataFrame]) -> dict[int, str | None]:
+    """step -> the checkpoint's revision_sha (None where the files carry none)."""
+    out: dict[int, str | None] = {}
+    for frame in frames:
+        columns = ["step", "revision_sha"] if "revision_sha" in frame.columns else ["step"]
+        for row in frame[columns].drop_duplicates().itertuples(index=False):
+            sha = getattr(row, "revision_sha", None)
+            out[int(row.step)] = None if pd.isna(sha) else str(sha)
+    return out
+
+
+def _at_steps(mapping: dict, steps) -> pd.arrays.StringArray:
+    """``mapping`` looked up at each step (null where the step is null or unknown), as strings."""
+    return pd.array([mapping.get(int(s)) if pd.notna(s) else None for s in steps], dtype="string")
+
+
 # ---------------------------------------------------------------- memorization
 def run_memorization(cfg: dict, domain: str, train_traces: list[Path], out: Path, ablation_out: Path) -> None:
     section = cfg["memorization"]
     epsilon = memorization.domain_epsilon(section, domain)
-    frames = [frame for frame, _ in _read_traces(train_traces, domain, ["sample_id", "ckpt", "step", "loss"])]
-    step_to_ckpt = _ckpt_steps(frames)
+    frames = [frame for frame, _ in _read_traces(train_traces, domain, ["sample_id", "ckpt", "step", "revision_sha", "loss"])]
+    step_to_ckpt, step_to_sha = _ckpt_steps(frames), _step_shas(frames)
     losses = pd.concat(frames, ignore_index=True)
     log.info("memorization %s: %d samples × %d checkpoints", domain, losses["sample_id"].nunique(), len(step_to_ckpt))
     frame, record = memorization.memorization_steps(
         losses, epsilon, section["delta"], section["epsilon_step"], tuple(section["target_fraction"])
     )
     frame.insert(0, "domain", domain)
-    frame.insert(4, "t_star_ckpt", pd.array([step_to_ckpt.get(int(s)) if pd.notna(s) else None for s in frame["t_star_step"]], dtype="string"))
+    frame.insert(4, "t_star_ckpt", _at_steps(step_to_ckpt, frame["t_star_step"]))
+    frame.insert(5, "t_star_revision_sha", _at_steps(step_to_sha, frame["t_star_step"]))
     log.info("memorization %s: ε=%s (%s), %.1f%% memorized, in band: %s", domain, record["epsilon"], record["mode"], 100 * record["fraction"], record["in_band"])
     write_frame(frame, out, metadata={"calibration": {domain: record}, **provenance()})
 
@@ -109,7 +126,9 @@ def run_memorization(cfg: dict, domain: str, train_traces: list[Path], out: Path
     )
     ablation.insert(0, "domain", domain)
     ablation.insert(4, "ckpt", ablation["step"].map(step_to_ckpt))
-    write_frame(ablation[["domain", "parameter", "epsilon", "delta", "ckpt", "step", "n_memorized", "fraction"]], ablation_out, metadata=provenance())
+    ablation["revision_sha"] = _at_steps(step_to_sha, ablation["step"])
+    columns = ["domain", "parameter", "epsilon", "delta", "ckpt", "step", "n_memorized", "fraction", "revision_sha"]
+    write_frame(ablation[columns], ablation_out, metadata=provenance())
 
 
 # ---------------------------------------------------------------- pathways + distances
@@ -276,7 +295,7 @@ def run_onset(cfg: dict, domain: str, eval_samples: list[Path], out: Path) -> No
     for path in eval_samples:
         if not Path(path).is_file():
             raise FileNotFoundError(f"eval samples not found: {path}")
-        frame = pd.read_parquet(path, columns=["ckpt", "step", "domain", "sample_id", "correct"])
+        frame = pd.read_parquet(path, columns=["ckpt", "step", "domain", "sample_id", "correct", "revision_sha"])
         frames.append(frame.loc[frame["domain"] == domain])
     samples = pd.concat(frames, ignore_index=True)
     if samples.empty:
@@ -285,7 +304,8 @@ def run_onset(cfg: dict, domain: str, eval_samples: list[Path], out: Path) -> No
     step_to_ckpt = _ckpt_steps([samples])
     frame = onset.onset_steps(samples, section["min_accuracy"], section["max_errors"], section["require_correct_at_onset"])
     frame.insert(0, "domain", domain)
-    frame["t_hash_ckpt"] = pd.array([step_to_ckpt.get(int(s)) if pd.notna(s) else None for s in frame["t_hash_step"]], dtype="string")
+    frame["t_hash_ckpt"] = _at_steps(step_to_ckpt, frame["t_hash_step"])
+    frame["t_hash_revision_sha"] = _at_steps(_step_shas([samples]), frame["t_hash_step"])
     log.info("onset %s: %d of %d test samples generalize", domain, int(frame["generalized"].sum()), len(frame))
     write_frame(frame, out, metadata={"onset": section, **provenance()})
 
