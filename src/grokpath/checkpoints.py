@@ -36,6 +36,7 @@ from huggingface_hub.utils.sha import git_hash, sha_fileobj
 from tqdm.auto import tqdm
 
 from grokpath.config import InputError
+from grokpath.devices import resolve_device
 from grokpath.io import config_hash, provenance, write_json
 
 log = logging.getLogger(__name__)
@@ -372,17 +373,9 @@ def verify_checkpoint_dir(directory: Path | str, label: str | None = None) -> No
             raise CheckpointError(f"checkpoint weights file '{path}' is corrupt or unreadable: {err}") from None
 
 
-def resolve_device(device: str) -> str:
-    import torch
-
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if device == "cuda" and not torch.cuda.is_available():
-        raise CheckpointError("traces.device is 'cuda' but no CUDA device is available")
-    return device
-
-
-def load_model(directory: Path | str, dtype: str = "float32", device: str = "cpu", trust_remote_code: bool = False):
+def load_model(
+    directory: Path | str, dtype: str = "float32", device: str = "cpu", trust_remote_code: bool = False, device_key: str = "device"
+):
     """Verify and load a causal LM from an HF directory, in eval mode on ``device``."""
     import torch
     from transformers import AutoModelForCausalLM
@@ -393,7 +386,7 @@ def load_model(directory: Path | str, dtype: str = "float32", device: str = "cpu
     model = AutoModelForCausalLM.from_pretrained(
         str(directory), dtype=getattr(torch, dtype), trust_remote_code=trust_remote_code
     )
-    return model.to(resolve_device(device)).eval()
+    return model.to(resolve_device(device, device_key)).eval()
 
 
 def load_tokenizer(directory: Path | str, trust_remote_code: bool = False):

@@ -105,20 +105,12 @@ def run_contamination(cfg: dict, checkpoint_dir: Path | str, ckpt: str, tests: d
 
     ``tests``: domain -> (test_unfiltered.jsonl, test.jsonl to write).
     """
-    from grokpath.checkpoints import (
-        CheckpointError,
-        load_model,
-        load_tokenizer,
-        read_provenance,
-        resolve_device,
-    )
+    from grokpath.checkpoints import load_model, load_tokenizer, read_provenance
+    from grokpath.devices import resolve_device
 
     settings = cfg["data"]["contamination"]
     trust = bool((cfg.get("checkpoints") or {}).get("trust_remote_code", False))
-    try:
-        device = resolve_device(settings["device"])
-    except CheckpointError:
-        raise DataError("data.contamination.device is 'cuda' but no CUDA device is available") from None
+    device = resolve_device(settings["device"], "data.contamination.device")
     inputs = {domain: read_split(paths[0]) for domain, paths in tests.items()}  # fail on bad files before loading
     revision_sha = read_provenance(checkpoint_dir).get("revision_sha")
     model = load_model(checkpoint_dir, dtype=settings["dtype"], device=device, trust_remote_code=trust)

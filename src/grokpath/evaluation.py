@@ -39,6 +39,7 @@ import yaml
 
 from grokpath.checkpoints import checkpoint_step, read_provenance
 from grokpath.config import REPO_ROOT
+from grokpath.devices import resolve_device
 from grokpath.io import atomic_dir, write_frame, write_json
 from grokpath.sandbox import SETTINGS_ENV as CODE_EXECUTION_ENV
 
@@ -208,14 +209,6 @@ def model_args(evaluation: dict, checkpoints: dict, model_dir: Path | str, adapt
     if adapter is not None:
         args += f",peft={Path(adapter).resolve()}"
     return args
-
-
-def resolve_device(device: str) -> str:
-    if device != "auto":
-        return device
-    import torch
-
-    return "cuda" if torch.cuda.is_available() else "cpu"
 
 
 @contextlib.contextmanager
@@ -489,7 +482,7 @@ def _call_lm_eval(
         model_args=model_args(evaluation, checkpoints, model_dir, adapter),
         tasks=tasks,
         batch_size=evaluation["batch_size"],
-        device=resolve_device(evaluation["device"]),
+        device=resolve_device(evaluation["device"], "evaluation.device"),
         limit=evaluation["limit"],
         log_samples=True,
         task_manager=task_manager,

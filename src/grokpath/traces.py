@@ -413,7 +413,7 @@ def run_traces(cfg: dict, checkpoint_dir: Path | str, ckpt: str, out_dir: Path |
             log.info("%s: %d of %d samples truncated to %d tokens", path, n_truncated, len(records), max_length)
 
     log.info("loading %s (%s, %s on %s)", ckpt, checkpoint_dir, traces["dtype"], traces["device"])
-    model = load_model(checkpoint_dir, traces["dtype"], traces["device"], trust_remote_code=trust)
+    model = load_model(checkpoint_dir, traces["dtype"], traces["device"], trust_remote_code=trust, device_key="traces.device")
     experts = set_experts_implementation(model, traces["experts_implementation"])
     gates = find_gates(model, traces["gate_module"])
     n_layers, n_experts, top_k = len(gates), num_experts(gates[0]), top_k_of(model, gates[0])

@@ -25,6 +25,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from grokpath.devices import resolve_device
 from grokpath.checkpoints import read_provenance
 from grokpath.data import iter_jsonl
 from grokpath.io import atomic_dir
@@ -114,11 +115,7 @@ def tune_lora(
     if not (checkpoint_dir / "config.json").is_file():
         raise FileNotFoundError(f"{checkpoint_dir} is not a saved HF model (no config.json)")
     pairs = read_pairs(data_file, lora["max_samples"])
-    device = evaluation["device"]
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError(f"evaluation.device is '{device}' but no CUDA device is available")
+    device = resolve_device(evaluation["device"], "evaluation.device")
     dtype = "float32" if evaluation["dtype"] == "auto" else evaluation["dtype"]
     if threads:
         torch.set_num_threads(int(threads))
