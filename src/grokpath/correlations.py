@@ -89,14 +89,14 @@ def correlate(x, y) -> tuple[float, float, float, float]:
 
 
 def rowwise_pearson(x: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """Pearson r of each row pair of two (n_boot × n) arrays; NaN for constant or non-finite rows."""
+    """Pearson r of each row pair of two (n_boot × n) arrays (scipy); NaN for constant or non-finite rows."""
     if x.shape[1] < MIN_POINTS:
         return np.full(x.shape[0], np.nan)
-    xc = x - x.mean(axis=1, keepdims=True)
-    yc = y - y.mean(axis=1, keepdims=True)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        r = (xc * yc).sum(axis=1) / np.sqrt((xc**2).sum(axis=1) * (yc**2).sum(axis=1))
-    return np.clip(r, -1.0, 1.0)
+    constant = (np.ptp(x, axis=1) == 0) | (np.ptp(y, axis=1) == 0) | ~np.isfinite(x).all(1) | ~np.isfinite(y).all(1)
+    r = np.full(x.shape[0], np.nan)
+    if (~constant).any():
+        r[~constant] = stats.pearsonr(x[~constant], y[~constant], axis=1).statistic
+    return r
 
 
 def rowwise_spearman(x: np.ndarray, y: np.ndarray) -> np.ndarray:

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import seaborn as sns
+from scipy import stats
 
 from grokpath.figures import PAPER_A_FIGURES
 from grokpath.figures.common import empty_panel, facets, save_figure
@@ -34,7 +35,7 @@ def _r_squared(x: np.ndarray, y: np.ndarray) -> float:
     keep = np.isfinite(x) & np.isfinite(y)
     if keep.sum() < 3 or np.ptp(x[keep]) == 0 or np.ptp(y[keep]) == 0:
         return float("nan")
-    return float(np.corrcoef(x[keep], y[keep])[0, 1] ** 2)
+    return float(stats.pearsonr(x[keep], y[keep]).statistic ** 2)
 
 
 def _twin_legend(ax, twin, **kwargs) -> None:
@@ -224,7 +225,7 @@ def fig13_entropy_vs_distance(curves: pd.DataFrame, style: dict | None = None):
     x, y = curves["entropy"].to_numpy(dtype=float), curves["pathway_distance"].to_numpy(dtype=float)
     r2 = _r_squared(x, y)
     keep = np.isfinite(x) & np.isfinite(y)
-    r = np.sign(np.corrcoef(x[keep], y[keep])[0, 1]) * np.sqrt(r2) if np.isfinite(r2) else float("nan")
+    r = float(stats.pearsonr(x[keep], y[keep]).statistic) if np.isfinite(r2) else float("nan")
     ax.set(xlabel="routing entropy", ylabel="pathway distance", title=f"pooled r = {r:.2f}" if np.isfinite(r) else "pooled r = n/a")
     return fig
 
