@@ -5,7 +5,7 @@ import torch
 from grokpath.circuits.model import ModelSpec
 from grokpath.circuits.tasks import make_task, vocab_size
 from grokpath.circuits.train import train_models
-from grokpath.config import load
+from grokpath.config import InputError, load
 from grokpath.devices import DeviceError, resolve_device
 
 HAS_CUDA = torch.cuda.is_available()
@@ -49,7 +49,7 @@ def test_not_a_device_name(name):
     with pytest.raises(DeviceError) as err:
         resolve_device(name, "data.contamination.device")
     assert str(err.value) == f"data.contamination.device '{name}' is not a device name (use auto, cpu, cuda or cuda:N)"
-    assert isinstance(err.value, ValueError)  # the CLI reports ValueErrors as one line
+    assert isinstance(err.value, InputError)  # a user's error: the CLI reports it as one line
 
 
 @no_cuda

@@ -1,6 +1,8 @@
 # analysis stage (paper A): one long per-sample table from the traces and metric tables,
 # the per-checkpoint curves, Table 1 with bootstrap CIs, the sustained-rise onset, paper A's
 # figures, and the synthetic theory figure (fig 8).
+import os
+
 from grokpath.figures import PAPER_A_FIGURES
 
 ANALYSIS_TRACES = expand(
@@ -113,7 +115,7 @@ rule figures_paper_a:
         pdfs=expand("results/figures/paper_a/{name}.pdf", name=PAPER_A_FIGURES),
     params:
         cfg=cfg("analysis", "pathways", "figures"),
-        out_dir="results/figures/paper_a",
+        out_dir=lambda wildcards, output: os.path.dirname(output.pdfs[0]),
     threads: res("figures_paper_a", "threads")
     resources:
         mem_mb=res("figures_paper_a", "mem_mb"),

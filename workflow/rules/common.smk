@@ -2,10 +2,15 @@
 # Everything here derives from the validated config; no settings live in rules.
 import json
 import os
+import shlex
 import sys
 
 from grokpath.checkpoints import checkpoint_names
 from grokpath.data import SPLITS
+
+envvars:
+    "PATH",
+
 
 # Rules call the `grokpath` CLI installed beside this interpreter, also when
 # snakemake is started as .venv/bin/snakemake without activating the venv.
@@ -42,3 +47,20 @@ def checkpoint_dir(wildcards):
     from grokpath.checkpoints import checkpoint_dir as source_checkpoint_dir
 
     return str(source_checkpoint_dir(config, wildcards.ckpt))
+
+
+def domain_args(flag, paths):
+    """`--flag domain=path` for each domain, shell-quoted."""
+    return " ".join(f"{flag} {shlex.quote(f'{domain}={path}')}" for domain, path in paths.items())
+
+
+def eval_adapters(wildcards, tuning_sets):
+    """domain -> its tuning set's adapter of checkpoint {ckpt} (empty without tuning)."""
+    return {domain: f"results/tuned/{wildcards.ckpt}/{name}" for domain, name in tuning_sets.items()}
+
+
+def domain_traces(splits):
+    """Every checkpoint's trace files of domain {domain} for ``splits``."""
+    return lambda wildcards: expand(
+        "results/traces/{ckpt}/{domain}_{split}.parquet", ckpt=CKPTS, domain=wildcards.domain, split=splits
+    )

@@ -2,7 +2,6 @@
 # all domains; with evaluation.tuning: lora, one LoRA adapter per (checkpoint, tuning set)
 # first (rule tune), and each domain is evaluated with its own set's adapter.
 import os
-import shlex
 
 from grokpath.data import split_path
 from grokpath.evaluation import domain_tasks, task_yaml_files
@@ -25,16 +24,6 @@ if TUNING_SETS and config["data"]["source"] != "jsonl":  # the data stage makes 
     for _domain, _set in TUNING_SETS.items():
         if _set not in config["data"]["tuning"]["sets"]:
             raise WorkflowError(f"evaluation.lora.sets.{_domain} is '{_set}', which data.tuning.sets does not define")
-
-
-def domain_args(flag, paths):
-    """`--flag domain=path` for each domain, shell-quoted."""
-    return " ".join(f"{flag} {shlex.quote(f'{domain}={path}')}" for domain, path in paths.items())
-
-
-def eval_adapters(wildcards):
-    """domain -> its tuning set's adapter of checkpoint {ckpt} (empty without tuning)."""
-    return {domain: f"results/tuned/{wildcards.ckpt}/{name}" for domain, name in TUNING_SETS.items()}
 
 
 if TUNING == "lora":
@@ -68,7 +57,7 @@ if TUNING == "lora":
 rule evaluate:
     input:
         model=checkpoint_dir,
-        adapters=lambda wildcards: sorted(set(eval_adapters(wildcards).values())),
+        adapters=lambda wildcards: sorted(set(eval_adapters(wildcards, TUNING_SETS).values())),
         tests=list(EVAL_TESTS.values()),
         task_yamls=EVAL_TASK_YAMLS,
     output:
@@ -77,8 +66,8 @@ rule evaluate:
     params:
         cfg=cfg("evaluation", "domains", "checkpoints"),
         tests=domain_args("--test", EVAL_TESTS),
-        adapters=lambda wildcards: domain_args("--adapter", eval_adapters(wildcards)),
-        tasks_dir=EVAL_TASKS_DIR,
+        adapters=lambda wildcards: domain_args("--adapter", eval_adapters(wildcards, TUNING_SETS)),
+        tasks_dir=lambda wildcards: EVAL_TASKS_DIR,  # the shipped task YAMLs, rendered per run
         out=subpath(output.samples, parent=True),
     group: "ckpt_{ckpt}"  # one SLURM allocation per checkpoint (profiles/slurm group-components)
     threads: res("evaluate", "threads")

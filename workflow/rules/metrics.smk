@@ -7,12 +7,6 @@ PATHWAY_SPLITS = list(dict.fromkeys(config["pathways"]["splits"] + [config["path
 CONSISTENCY_SPLITS = config["consistency"]["splits"]
 
 
-def domain_traces(splits):
-    return lambda wildcards: expand(
-        "results/traces/{ckpt}/{domain}_{split}.parquet", ckpt=CKPTS, domain=wildcards.domain, split=splits
-    )
-
-
 rule memorization:
     input:
         traces=domain_traces(["train"]),

@@ -15,8 +15,8 @@ if config["checkpoints"]["source"] == "mini":
             monitor="results/pretrain/monitor.parquet",
         params:
             cfg=cfg("world", "pretrain", "domains", "traces", "pathways", "consistency"),
-            world="results/world",
-            checkpoints="results/checkpoints",
+            world=lambda wildcards, input: os.path.dirname(os.path.dirname(input.data[0])),
+            checkpoints=lambda wildcards, output: os.path.dirname(output.checkpoints[0]),
             state="results/pretrain/state",
         threads: config["pretrain"]["threads"]  # torch threads: the scheduler reserves what the job uses
         priority: 50  # the critical path: start before the independent circuits jobs
