@@ -93,10 +93,10 @@ def test_paper_a_domains_use_train_loss_as_memorization(cfg):
     steps = [125, 250, 500, 750, 1000, 1500]
     curves = pd.concat([
         pd.DataFrame({"domain": "math", "ckpt": [f"s{s}" for s in steps], "step": steps,
-                      "train_loss": [5.0, 1.0, 0.6, 0.55, 0.5, 0.5], "validation_loss": 1.0,
+                      "train_loss_all": [5.0, 1.0, 0.6, 0.55, 0.5, 0.5], "validation_loss": 1.0,
                       "accuracy": [0.0, 0.0, 0.05, 0.2, 0.95, 0.97]}),
         pd.DataFrame({"domain": "code", "ckpt": [f"s{s}" for s in steps], "step": steps,
-                      "train_loss": [5.0, 4.0, 3.0, 2.0, 1.0, 0.5], "validation_loss": 1.0,
+                      "train_loss_all": [5.0, 4.0, 3.0, 2.0, 1.0, 0.5], "validation_loss": 1.0,
                       "accuracy": [0.0, 0.0, 0.0, 0.01, 0.02, 0.03]}),
     ])
     table = classify_paper_a(curves, cfg).set_index("task")

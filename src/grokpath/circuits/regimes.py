@@ -149,14 +149,17 @@ def classify_runs(curves: pd.DataFrame, cfg: dict) -> pd.DataFrame:
 
 
 def classify_paper_a(curves: pd.DataFrame, cfg: dict) -> pd.DataFrame:
-    """Label each paper-A domain's checkpoint series (columns domain, step, accuracy, train_loss, ...)."""
-    missing = [c for c in ("domain", "step", "accuracy", "train_loss") if c not in curves]
+    """Label each paper-A domain's checkpoint series (columns domain, step, accuracy, train_loss_all, ...).
+
+    The loss is over all training samples: the memorized group's loss converges by definition.
+    """
+    missing = [c for c in ("domain", "step", "accuracy", "train_loss_all") if c not in curves]
     if missing:
         raise ValueError(f"results/metrics/curves.parquet lacks columns {missing}")
     rows = []
     for domain, series in curves.groupby("domain", sort=True):
         series = series.sort_values("step")
-        loss = series["train_loss"].to_numpy(float)
+        loss = series["train_loss_all"].to_numpy(float)
         drop = loss[0] - loss[-1]
         converged = loss <= loss[0] - cfg["paper_a_loss_converged"] * drop if drop > 0 else np.ones(len(loss), bool)
         frame = pd.DataFrame(
