@@ -111,7 +111,7 @@ def test_paper_a_domains_use_train_loss_as_memorization(cfg):
 def test_paper_a_cli_writes_table_and_names_missing_file(tmp_path, cfg):
     from grokpath.cli import main
 
-    curves = pd.DataFrame({"domain": "math", "ckpt": ["a", "b", "c"], "step": [1, 2, 3], "train_loss": [3.0, 1.0, 0.9],
+    curves = pd.DataFrame({"domain": "math", "ckpt": ["a", "b", "c"], "step": [1, 2, 3], "train_loss_all": [3.0, 1.0, 0.9],
                            "validation_loss": 1.0, "accuracy": [0.0, 0.95, 0.97]})
     curves.to_parquet(tmp_path / "curves.parquet")
     args = ["circuits-paper-a", "--cfg", '{"circuits": {"regimes": %s}}' % pd.Series(cfg).to_json(), "--out", str(tmp_path / "out.parquet")]
