@@ -10,6 +10,7 @@ is the rule behind ``circuits.train.batching: auto`` (``auto_max_work``).
     nice -n 10 .venv/bin/python bench/circuits_vmap.py                 # default sizes
     nice -n 10 .venv/bin/python bench/circuits_vmap.py --sizes 47:32:0.5 113:64:0.3 --seeds 11 --steps 20
 """
+
 from __future__ import annotations
 
 import argparse
@@ -46,10 +47,19 @@ def bench_size(P: int, d_h: int, frac: float, n_seeds: int, steps: int, threads:
             train_models(data, spec, seeds, {**cfg, "batching": path, "steps": 1})  # eval x2 + 1 step + setup
             best = min(best, (full_cpu - (time.process_time() - cpu)) / (steps - 1))
             best_wall = min(best_wall, (full_wall - (time.perf_counter() - wall)) / (steps - 1))
-        rows.append({"P": P, "d_h": d_h, "n_train": n_train, "seeds": n_seeds, "path": path,
-                     "cpu_ms_per_step_all_models": 1000 * best, "wall_ms_per_step_all_models": 1000 * best_wall,
-                     "model_steps_per_cpu_s": n_seeds / best,
-                     "work": n_train * d_h * (d_h + P)})
+        rows.append(
+            {
+                "P": P,
+                "d_h": d_h,
+                "n_train": n_train,
+                "seeds": n_seeds,
+                "path": path,
+                "cpu_ms_per_step_all_models": 1000 * best,
+                "wall_ms_per_step_all_models": 1000 * best_wall,
+                "model_steps_per_cpu_s": n_seeds / best,
+                "work": n_train * d_h * (d_h + P),
+            }
+        )
     loop = next(r for r in rows if r["path"] == "loop")["model_steps_per_cpu_s"]
     for r in rows:
         r["speedup_vs_loop"] = r["model_steps_per_cpu_s"] / loop
@@ -58,7 +68,12 @@ def bench_size(P: int, d_h: int, frac: float, n_seeds: int, steps: int, threads:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--sizes", nargs="+", default=["23:32:0.5", "31:32:0.5", "47:32:0.5", "47:64:0.5", "113:64:0.3"], help="P:d_h:train_fraction")
+    ap.add_argument(
+        "--sizes",
+        nargs="+",
+        default=["23:32:0.5", "31:32:0.5", "47:32:0.5", "47:64:0.5", "113:64:0.3"],
+        help="P:d_h:train_fraction",
+    )
     ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--steps", type=int, default=30)
     ap.add_argument("--threads", type=int, default=1)
@@ -67,13 +82,19 @@ def main() -> None:
     args = ap.parse_args()
     torch.manual_seed(0)
     rows = []
-    print(f"{'P':>4} {'d_h':>4} {'D':>6} {'work':>10} {'path':>8} {'cpu ms/step':>12} {'wall ms/step':>13} {'models*steps/cpu-s':>19} {'vs loop':>8}", flush=True)
+    print(
+        f"{'P':>4} {'d_h':>4} {'D':>6} {'work':>10} {'path':>8} {'cpu ms/step':>12} {'wall ms/step':>13} {'models*steps/cpu-s':>19} {'vs loop':>8}",
+        flush=True,
+    )
     for size in args.sizes:
         P, d_h, frac = size.split(":")
         for r in bench_size(int(P), int(d_h), float(frac), args.seeds, args.steps, args.threads, args.repeats):
             rows.append(r)
-            print(f"{r['P']:>4} {r['d_h']:>4} {r['n_train']:>6} {r['work']:>10.3g} {r['path']:>8} {r['cpu_ms_per_step_all_models']:>12.1f} "
-                  f"{r['wall_ms_per_step_all_models']:>13.1f} {r['model_steps_per_cpu_s']:>19.1f} {r['speedup_vs_loop']:>7.2f}x", flush=True)
+            print(
+                f"{r['P']:>4} {r['d_h']:>4} {r['n_train']:>6} {r['work']:>10.3g} {r['path']:>8} {r['cpu_ms_per_step_all_models']:>12.1f} "
+                f"{r['wall_ms_per_step_all_models']:>13.1f} {r['model_steps_per_cpu_s']:>19.1f} {r['speedup_vs_loop']:>7.2f}x",
+                flush=True,
+            )
     if args.json:
         with open(args.json, "w") as fh:
             json.dump(rows, fh, indent=2)

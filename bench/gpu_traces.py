@@ -17,6 +17,7 @@ its numbers are not the GPU figure. Run (from the repo root):
     .venv/bin/python bench/gpu_traces.py                        # on a CUDA machine
     nice -n 10 .venv/bin/python bench/gpu_traces.py --reduced   # anywhere
 """
+
 from __future__ import annotations
 
 import argparse
@@ -44,10 +45,18 @@ def flops_per_token(shape: dict, length: int) -> float:
 
 def build(shape: dict, device: str, dtype: torch.dtype, experts: str) -> OlmoeForCausalLM:
     config = OlmoeConfig(
-        vocab_size=shape["vocab"], hidden_size=shape["hidden"], intermediate_size=shape["intermediate"],
-        num_hidden_layers=shape["layers"], num_attention_heads=shape["heads"], num_key_value_heads=shape["heads"],
-        num_experts=shape["experts"], num_experts_per_tok=shape["top_k"], max_position_embeddings=4096,
-        pad_token_id=1, bos_token_id=None, eos_token_id=50279 if shape["vocab"] > 50279 else 2,
+        vocab_size=shape["vocab"],
+        hidden_size=shape["hidden"],
+        intermediate_size=shape["intermediate"],
+        num_hidden_layers=shape["layers"],
+        num_attention_heads=shape["heads"],
+        num_key_value_heads=shape["heads"],
+        num_experts=shape["experts"],
+        num_experts_per_tok=shape["top_k"],
+        max_position_embeddings=4096,
+        pad_token_id=1,
+        bos_token_id=None,
+        eos_token_id=50279 if shape["vocab"] > 50279 else 2,
     )
     torch.manual_seed(0)
     default = torch.get_default_dtype()
@@ -64,8 +73,16 @@ def build(shape: dict, device: str, dtype: torch.dtype, experts: str) -> OlmoeFo
     return model
 
 
-def measure(shape: dict, batch: int, length: int, device: str, dtype: torch.dtype, experts: str = "grouped_mm",
-            repeats: int = 5, peak_tflops: float | None = None) -> dict:
+def measure(
+    shape: dict,
+    batch: int,
+    length: int,
+    device: str,
+    dtype: torch.dtype,
+    experts: str = "grouped_mm",
+    repeats: int = 5,
+    peak_tflops: float | None = None,
+) -> dict:
     model = build(shape, device, dtype, experts)
     input_ids = torch.randint(3, shape["vocab"], (batch, length), device=device)
     attention_mask = torch.ones_like(input_ids)
@@ -99,14 +116,20 @@ def measure(shape: dict, batch: int, length: int, device: str, dtype: torch.dtyp
     for name, values in times.items():
         seconds = statistics.median(values)
         rows[name] = {
-            "seconds": seconds, "tokens_per_s": tokens / seconds,
+            "seconds": seconds,
+            "tokens_per_s": tokens / seconds,
             "mfu": None if not peak_tflops else flops / seconds / (peak_tflops * 1e12),
         }
     base = rows["forward"]["seconds"]
     for row in rows.values():
         row["ratio"] = row["seconds"] / base
-    return {"params": sum(p.numel() for p in model.parameters()), "rows": rows, "device": device,
-            "device_name": torch.cuda.get_device_name() if cuda else "cpu", "clock": "wall" if cuda else "process CPU"}
+    return {
+        "params": sum(p.numel() for p in model.parameters()),
+        "rows": rows,
+        "device": device,
+        "device_name": torch.cuda.get_device_name() if cuda else "cpu",
+        "clock": "wall" if cuda else "process CPU",
+    }
 
 
 def main() -> None:
@@ -116,7 +139,9 @@ def main() -> None:
     p.add_argument("--length", type=int, default=None, help="default 2048 (reduced: 64)")
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--experts", choices=["grouped_mm", "eager"], default="grouped_mm")
-    p.add_argument("--peak-tflops", type=float, default=None, help=f"MFU denominator; default {PEAK_TFLOPS_BF16} on CUDA, none on CPU")
+    p.add_argument(
+        "--peak-tflops", type=float, default=None, help=f"MFU denominator; default {PEAK_TFLOPS_BF16} on CUDA, none on CPU"
+    )
     args = p.parse_args()
     if args.reduced:
         shape, device, dtype, batch, length = REDUCED, "cpu", torch.float32, args.batch or 2, args.length or 64
@@ -127,8 +152,10 @@ def main() -> None:
         shape, device, dtype, batch, length = OLMOE_1B_7B, "cuda", torch.bfloat16, args.batch or 8, args.length or 2048
     peak = args.peak_tflops if args.peak_tflops is not None else (PEAK_TFLOPS_BF16 if device == "cuda" else None)
     result = measure(shape, batch, length, device, dtype, args.experts, args.repeats, peak)
-    print(f"{result['device_name']}: random-init OLMoE {result['params'] / 1e9:.2f}B params ({shape}), {dtype}, "
-          f"{args.experts} experts, batch {batch} x {length}, median {result['clock']} time of {args.repeats}\n")
+    print(
+        f"{result['device_name']}: random-init OLMoE {result['params'] / 1e9:.2f}B params ({shape}), {dtype}, "
+        f"{args.experts} experts, batch {batch} x {length}, median {result['clock']} time of {args.repeats}\n"
+    )
     print("| pass | tokens/s | time vs forward | MFU |")
     print("|---|---|---|---|")
     for name, row in result["rows"].items():

@@ -27,6 +27,7 @@ Run (from the repo root):
     .venv/bin/python bench/mini_world_grokking.py --eval-only --out /tmp/run/results  # a Snakemake run's results
 Writes <out>/curves.csv and prints Markdown tables.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -43,9 +44,9 @@ from transformers import AutoModelForCausalLM, PreTrainedTokenizerFast
 
 from grokpath.checkpoints import local_name, mini_checkpoint_steps
 from grokpath.config import deep_merge, load
+from grokpath.data import read_split
 from grokpath.memorization import calibrate_epsilon, loss_matrix, memorized_fraction
 from grokpath.monitor import GateLogits, routing_entropies
-from grokpath.data import read_split
 from grokpath.pretrain import evaluate_rows, pretrain
 from grokpath.world import build_world
 from grokpath.world.criterion import grokking_criterion
@@ -65,8 +66,11 @@ def routing_entropy(model, tokenizer, rows: list[dict], batch_size: int = 256) -
         token_sum, token_n = token_sum + got["token_sum"], token_n + got["n_tokens"]
         sample_means.append(got["sample_mean"])
     per_layer = token_sum / token_n
-    return {"entropy_token": float(per_layer.mean()), "entropy_token_max": float(per_layer.max()),
-            "entropy_mean": float(torch.cat(sample_means).mean())}
+    return {
+        "entropy_token": float(per_layer.mean()),
+        "entropy_token_max": float(per_layer.max()),
+        "entropy_mean": float(torch.cat(sample_means).mean()),
+    }
 
 
 def parse_overrides(items: list[str]) -> dict:
@@ -88,8 +92,15 @@ def epsilon_table(losses: pd.DataFrame, section: dict) -> pd.DataFrame:
         _, _, loss = loss_matrix(frame)
         got = calibrate_epsilon(loss, section["delta"], section["epsilon_step"], tuple(section["target_fraction"]))
         final = np.sort(loss[:, -1])
-        rows.append({"domain": domain, **got, "final_loss_p10": final[len(final) // 10], "final_loss_median": float(np.median(final)),
-                     "fraction_at_0.1": memorized_fraction(loss, 0.1, section["delta"])})
+        rows.append(
+            {
+                "domain": domain,
+                **got,
+                "final_loss_p10": final[len(final) // 10],
+                "final_loss_median": float(np.median(final)),
+                "fraction_at_0.1": memorized_fraction(loss, 0.1, section["delta"]),
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -97,8 +108,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--set", action="append", default=[], help="config override, e.g. pretrain.steps=2000")
-    parser.add_argument("--eval-only", action="store_true", help="only evaluate the checkpoints already in --out (e.g. of a run still going)")
-    parser.add_argument("--config", type=Path, action="append", default=[], help="config file(s) over config/config.yaml (e.g. the run's)")
+    parser.add_argument(
+        "--eval-only", action="store_true", help="only evaluate the checkpoints already in --out (e.g. of a run still going)"
+    )
+    parser.add_argument(
+        "--config", type=Path, action="append", default=[], help="config file(s) over config/config.yaml (e.g. the run's)"
+    )
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     overrides: dict = {}
@@ -128,9 +143,18 @@ def main() -> None:
             answer = evaluate_rows(model, tokenizer, data[d]["train"], "answer")
             sample_losses.append(answer[["sample_id", "loss"]].assign(domain=d, step=step))
             test = evaluate_rows(model, tokenizer, data[d]["test"], "answer")
-            rows.append({"domain": d, "step": step, "train_loss": whole["loss"].mean(), "train_answer_loss": answer["loss"].mean(),
-                         "train_accuracy": answer["correct"].mean(), "test_accuracy": test["correct"].mean(), "test_answer_loss": test["loss"].mean(),
-                         **routing_entropy(model, tokenizer, data[d]["train"])})
+            rows.append(
+                {
+                    "domain": d,
+                    "step": step,
+                    "train_loss": whole["loss"].mean(),
+                    "train_answer_loss": answer["loss"].mean(),
+                    "train_accuracy": answer["correct"].mean(),
+                    "test_accuracy": test["correct"].mean(),
+                    "test_answer_loss": test["loss"].mean(),
+                    **routing_entropy(model, tokenizer, data[d]["train"]),
+                }
+            )
     curves = pd.DataFrame(rows)
     curves.to_csv(out / "curves.csv", index=False)
     table = curves.pivot(index="step", columns="domain", values=["train_answer_loss", "train_accuracy", "test_accuracy"])
@@ -151,9 +175,11 @@ def main() -> None:
     print(verdicts.to_markdown(index=False))
     print()
     for row in verdicts[verdicts.loss == objective].itertuples():
-        print(f"{'PASS' if row.groks else 'FAIL'} {row.domain}: {objective} settled at step {row.loss_settled_at}, "
-              f"test accuracy passes half its final {row.final_test_accuracy:.2f} at step {row.accuracy_half_at} "
-              f"(gap {row.gap_checkpoints} checkpoints)")
+        print(
+            f"{'PASS' if row.groks else 'FAIL'} {row.domain}: {objective} settled at step {row.loss_settled_at}, "
+            f"test accuracy passes half its final {row.final_test_accuracy:.2f} at step {row.accuracy_half_at} "
+            f"(gap {row.gap_checkpoints} checkpoints)"
+        )
     print(f"{int(verdicts[verdicts.loss == objective].groks.sum())} of {len(domains)} domains grok")
 
 

@@ -13,16 +13,16 @@ share the cores; the wall time on ``workers`` free cores is CPU-seconds / worker
 Run (from the repo root):
     nice -n 10 .venv/bin/python bench/pathway_distances.py --n 10000 --workers 2
 """
+
 from __future__ import annotations
 
 import argparse
-import math
 import time
 
 import numpy as np
+from synthetic_pathways import N_LAYERS, synthetic_routing
 
 from grokpath import pathways
-from synthetic_pathways import N_LAYERS, synthetic_routing
 
 
 def job_groups(n: int, seed: int = 0) -> dict[str, np.ndarray]:
@@ -64,11 +64,21 @@ def measure(n: int, workers: int, plain_n: int, block_rows: int = 256) -> dict:
     pairs = n * (n - 1) // 2
     steps = word_steps(strings)
     return {
-        "n": n, "workers": workers, "mean_len": float(np.mean([len(s) for s in strings])),
+        "n": n,
+        "workers": workers,
+        "mean_len": float(np.mean([len(s) for s in strings])),
         "experts_per_layer": float(pathways.n_experts_total(routing, 0.7, True).mean() / N_LAYERS),
-        "distinct": len(set(strings)), "seconds": seconds, "cpu_seconds": cpu_seconds, "wall_seconds": wall_seconds, "pairs": pairs, "us_per_pair": 1e6 * seconds / pairs,
-        "word_steps": steps, "ns_per_word_step_per_core": 1e9 * cpu_seconds / steps,
-        "plain_n": plain_n, "plain_seconds": plain_seconds, "fast_seconds": fast_seconds,
+        "distinct": len(set(strings)),
+        "seconds": seconds,
+        "cpu_seconds": cpu_seconds,
+        "wall_seconds": wall_seconds,
+        "pairs": pairs,
+        "us_per_pair": 1e6 * seconds / pairs,
+        "word_steps": steps,
+        "ns_per_word_step_per_core": 1e9 * cpu_seconds / steps,
+        "plain_n": plain_n,
+        "plain_seconds": plain_seconds,
+        "fast_seconds": fast_seconds,
         "mean_all": one_pass["all"][0],
     }
 
@@ -81,11 +91,15 @@ def main() -> None:
     args = p.parse_args()
     r = measure(args.n, args.workers, args.plain_n)
     print(f"{r['n']} pathways, {r['experts_per_layer']:.1f} experts/layer, {r['mean_len']:.0f} chars, {r['distinct']} distinct")
-    print(f"one pass, 8 groups: {r['cpu_seconds']:.1f} CPU-s (wall {r['wall_seconds']:.1f} s here; {r['seconds']:.1f} s on "
-          f"{r['workers']} free cores) for {r['pairs']:,} pairs ({r['us_per_pair']:.2f} µs/pair, "
-          f"{r['workers']} workers); {r['word_steps']:.3g} word-steps: {r['ns_per_word_step_per_core']:.2f} ns per word-step per core")
-    print(f"plain path at n={r['plain_n']}: {r['plain_seconds']:.1f} CPU-s; one pass {r['fast_seconds']:.1f} CPU-s "
-          f"({r['plain_seconds'] / r['fast_seconds']:.2f}x faster, identical means)")
+    print(
+        f"one pass, 8 groups: {r['cpu_seconds']:.1f} CPU-s (wall {r['wall_seconds']:.1f} s here; {r['seconds']:.1f} s on "
+        f"{r['workers']} free cores) for {r['pairs']:,} pairs ({r['us_per_pair']:.2f} µs/pair, "
+        f"{r['workers']} workers); {r['word_steps']:.3g} word-steps: {r['ns_per_word_step_per_core']:.2f} ns per word-step per core"
+    )
+    print(
+        f"plain path at n={r['plain_n']}: {r['plain_seconds']:.1f} CPU-s; one pass {r['fast_seconds']:.1f} CPU-s "
+        f"({r['plain_seconds'] / r['fast_seconds']:.2f}x faster, identical means)"
+    )
     at_10k = r["seconds"] * (10000 * 9999 / 2) / r["pairs"]
     need = 120 / at_10k * r["ns_per_word_step_per_core"]
     print(f"scaled to n=10000: {at_10k:.0f} s on {r['workers']} free cores; 120 s needs ≤ {need:.2f} ns per word-step per core")

@@ -13,6 +13,7 @@ Rows:
 Run (from the repo root; ``--quick`` finishes in under 2 minutes on a quiet 2-core machine):
     nice -n 10 .venv/bin/python bench/run.py [--quick]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -20,7 +21,7 @@ import platform
 import sys
 import tempfile
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -32,6 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import gpu_traces  # noqa: E402
 import pathway_distances  # noqa: E402
 import trace_throughput  # noqa: E402
+
 from grokpath.io import write_parquet  # noqa: E402
 from grokpath.traces import per_token_table, trace_pass  # noqa: E402
 
@@ -43,9 +45,13 @@ def distance_row(n: int, plain_n: int, workers: int) -> list[str]:
     scale = (TARGET_N * (TARGET_N - 1) / 2) / r["pairs"]
     at_target = r["seconds"] * scale
     need = r["ns_per_word_step_per_core"] * DISTANCE_GOAL_S / at_target
-    verdict = "met" if at_target <= DISTANCE_GOAL_S else (
-        f"missed: {r['mean_len']:.0f} chars = {int(np.ceil(r['mean_len'] / 64))} words × {r['mean_len']:.0f} columns per pair; "
-        f"{r['ns_per_word_step_per_core']:.2f} ns per word-step per core measured, the goal needs ≤ {need:.2f}"
+    verdict = (
+        "met"
+        if at_target <= DISTANCE_GOAL_S
+        else (
+            f"missed: {r['mean_len']:.0f} chars = {int(np.ceil(r['mean_len'] / 64))} words × {r['mean_len']:.0f} columns per pair; "
+            f"{r['ns_per_word_step_per_core']:.2f} ns per word-step per core measured, the goal needs ≤ {need:.2f}"
+        )
     )
     return [
         f"10k exact all-pairs, 8 groups in one pass ({r['mean_len']:.0f}-char pathways, {workers} workers; "
@@ -58,15 +64,19 @@ def distance_row(n: int, plain_n: int, workers: int) -> list[str]:
 
 def trace_rows(name: str, shape: dict, repeats: int) -> list[list[str]]:
     r = trace_throughput.measure(shape, repeats, threads=1)
-    label = (f"trace pass / forward, {name} ({r['params'] / 1e6:.1f}M params, vocab {shape['vocab']}, "
-             f"batch {shape['batch']} × {shape['length']})")
+    label = (
+        f"trace pass / forward, {name} ({r['params'] / 1e6:.1f}M params, vocab {shape['vocab']}, "
+        f"batch {shape['batch']} × {shape['length']})"
+    )
     rows = []
     for kind in ("softmax", "topk"):
         ratio = r["ratio"][f"trace {kind}"]
         verdict = "met" if ratio <= TRACE_GOAL else "missed"
         if ratio > TRACE_GOAL and shape["vocab"] > 10_000:
-            verdict += (": the per-sample loss needs exp of every logit (vocab per token), "
-                        "a share of the forward that shrinks with width (see README)")
+            verdict += (
+                ": the per-sample loss needs exp of every logit (vocab per token), "
+                "a share of the forward that shrinks with width (see README)"
+            )
         rows.append([f"{label}, {kind} routing", f"≤ {TRACE_GOAL:.2f}×", f"{ratio:.3f}×", verdict])
     return rows
 
@@ -76,15 +86,24 @@ def gpu_row(quick: bool) -> list[str]:
     if not torch.cuda.is_available():
         r = gpu_traces.measure(gpu_traces.REDUCED, 2, 64, "cpu", torch.float32, "grouped_mm", repeats=2 if quick else 5)
         ratio = r["rows"]["trace softmax"]["ratio"]
-        return ["GPU trace pass, OLMoE-1B-7B shape, bf16, grouped_mm, B 8 × S 2048", goal,
-                f"not measured (no GPU); CPU check of the same path at a reduced shape: {ratio:.2f}×", "not measured"]
-    r = gpu_traces.measure(gpu_traces.OLMOE_1B_7B, 8, 2048, "cuda", torch.bfloat16, "grouped_mm", 3 if quick else 5,
-                           gpu_traces.PEAK_TFLOPS_BF16)
+        return [
+            "GPU trace pass, OLMoE-1B-7B shape, bf16, grouped_mm, B 8 × S 2048",
+            goal,
+            f"not measured (no GPU); CPU check of the same path at a reduced shape: {ratio:.2f}×",
+            "not measured",
+        ]
+    r = gpu_traces.measure(
+        gpu_traces.OLMOE_1B_7B, 8, 2048, "cuda", torch.bfloat16, "grouped_mm", 3 if quick else 5, gpu_traces.PEAK_TFLOPS_BF16
+    )
     rows = r["rows"]
     ratio = max(rows["trace softmax"]["ratio"], rows["trace topk"]["ratio"])
-    return [f"GPU trace pass, OLMoE-1B-7B shape, bf16, grouped_mm, B 8 × S 2048 ({r['device_name']})", goal,
-            f"{ratio:.3f}×; forward {rows['forward']['tokens_per_s']:,.0f} tok/s (MFU {100 * rows['forward']['mfu']:.1f}%), "
-            f"trace {rows['trace softmax']['tokens_per_s']:,.0f} tok/s", "met" if ratio <= TRACE_GOAL else "missed"]
+    return [
+        f"GPU trace pass, OLMoE-1B-7B shape, bf16, grouped_mm, B 8 × S 2048 ({r['device_name']})",
+        goal,
+        f"{ratio:.3f}×; forward {rows['forward']['tokens_per_s']:,.0f} tok/s (MFU {100 * rows['forward']['mfu']:.1f}%), "
+        f"trace {rows['trace softmax']['tokens_per_s']:,.0f} tok/s",
+        "met" if ratio <= TRACE_GOAL else "missed",
+    ]
 
 
 def storage_row() -> list[str]:
@@ -103,9 +122,13 @@ def storage_row() -> list[str]:
     n_tokens = sum(lengths)
     raw = shape["layers"] * shape["top_k"] * 3  # uint8 id + fp16 weight per kept expert, per layer
     per_token = size / n_tokens
-    return [f"trace storage, per-token top-k Parquet (mini model, {shape['layers']} layers × top-{shape['top_k']}; "
-            f"one row per token and layer, uint8 ids, fp16 weights, {codec.lower()} + dictionary)",
-            "report", f"{per_token:.1f} B/token vs raw {raw} B/token ({per_token / raw:.2f}×)", "reported"]
+    return [
+        f"trace storage, per-token top-k Parquet (mini model, {shape['layers']} layers × top-{shape['top_k']}; "
+        f"one row per token and layer, uint8 ids, fp16 weights, {codec.lower()} + dictionary)",
+        "report",
+        f"{per_token:.1f} B/token vs raw {raw} B/token ({per_token / raw:.2f}×)",
+        "reported",
+    ]
 
 
 def main() -> None:
@@ -122,11 +145,13 @@ def main() -> None:
     rows += trace_rows("OLMoE shape at 1/4 width", narrow, 5 if args.quick else 6)
     rows.append(gpu_row(args.quick))
     rows.append(storage_row())
-    stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    print(f"{stamp}; {platform.node()}: {torch.get_num_threads()} torch threads available, "
-          f"CUDA {'yes: ' + torch.cuda.get_device_name() if torch.cuda.is_available() else 'no'}; "
-          f"torch {torch.__version__}; command: bench/run.py{' --quick' if args.quick else ''}; "
-          f"{time.perf_counter() - start:.0f} s\n")
+    stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    print(
+        f"{stamp}; {platform.node()}: {torch.get_num_threads()} torch threads available, "
+        f"CUDA {'yes: ' + torch.cuda.get_device_name() if torch.cuda.is_available() else 'no'}; "
+        f"torch {torch.__version__}; command: bench/run.py{' --quick' if args.quick else ''}; "
+        f"{time.perf_counter() - start:.0f} s\n"
+    )
     print("| figure | goal | measured (side by side, same process) | verdict |")
     print("|---|---|---|---|")
     for row in rows:

@@ -18,6 +18,7 @@ Run (from the repo root):
     nice -n 10 .venv/bin/python bench/trace_throughput.py --threads 1
     nice -n 10 .venv/bin/python bench/trace_throughput.py --threads 1 --model olmoe-narrow
 """
+
 from __future__ import annotations
 
 import argparse
@@ -35,11 +36,18 @@ PRETRAIN = {k: v.get("default") for k, v in SCHEMA["pretrain"]["properties"].ite
 TRACES = {k: v.get("default") for k, v in SCHEMA["traces"]["properties"].items()}
 
 MODELS = {
-    "mini": dict(vocab=64, hidden=PRETRAIN["hidden_size"], intermediate=PRETRAIN["intermediate_size"],
-                 layers=PRETRAIN["num_layers"], heads=PRETRAIN["num_heads"], experts=PRETRAIN["num_experts"],
-                 top_k=PRETRAIN["top_k"], batch=TRACES["batch_size"], length=PRETRAIN["max_position_embeddings"]),
-    "olmoe-narrow": dict(vocab=50304, hidden=512, intermediate=256, layers=16, heads=8, experts=64, top_k=8,
-                         batch=8, length=128),
+    "mini": dict(
+        vocab=64,
+        hidden=PRETRAIN["hidden_size"],
+        intermediate=PRETRAIN["intermediate_size"],
+        layers=PRETRAIN["num_layers"],
+        heads=PRETRAIN["num_heads"],
+        experts=PRETRAIN["num_experts"],
+        top_k=PRETRAIN["top_k"],
+        batch=TRACES["batch_size"],
+        length=PRETRAIN["max_position_embeddings"],
+    ),
+    "olmoe-narrow": dict(vocab=50304, hidden=512, intermediate=256, layers=16, heads=8, experts=64, top_k=8, batch=8, length=128),
 }
 
 
@@ -47,10 +55,18 @@ def build(shape: dict, seed: int = 0) -> tuple[OlmoeForCausalLM, torch.Tensor, t
     """A random-weight OLMoE and a right-padded batch (lengths uniform in [length/2, length])."""
     torch.manual_seed(seed)
     config = OlmoeConfig(
-        vocab_size=shape["vocab"], hidden_size=shape["hidden"], intermediate_size=shape["intermediate"],
-        num_hidden_layers=shape["layers"], num_attention_heads=shape["heads"], num_key_value_heads=shape["heads"],
-        num_experts=shape["experts"], num_experts_per_tok=shape["top_k"], max_position_embeddings=max(shape["length"], 8),
-        pad_token_id=0, bos_token_id=1, eos_token_id=2,
+        vocab_size=shape["vocab"],
+        hidden_size=shape["hidden"],
+        intermediate_size=shape["intermediate"],
+        num_hidden_layers=shape["layers"],
+        num_attention_heads=shape["heads"],
+        num_key_value_heads=shape["heads"],
+        num_experts=shape["experts"],
+        num_experts_per_tok=shape["top_k"],
+        max_position_embeddings=max(shape["length"], 8),
+        pad_token_id=0,
+        bos_token_id=1,
+        eos_token_id=2,
     )
     model = OlmoeForCausalLM(config).eval()
     with torch.no_grad():  # routers start at zero; random rows give realistic, non-uniform routing
@@ -113,8 +129,10 @@ def main() -> None:
     print("| pass | CPU ms / batch | samples per CPU-s | time vs forward (min) | (median) |")
     print("|---|---|---|---|---|")
     for name, seconds in result["seconds"].items():
-        print(f"| {name} | {1e3 * seconds:.1f} | {shape['batch'] / seconds:.0f} | {result['ratio'][name]:.3f}x "
-              f"| {result['median_ratio'][name]:.3f}x |")
+        print(
+            f"| {name} | {1e3 * seconds:.1f} | {shape['batch'] / seconds:.0f} | {result['ratio'][name]:.3f}x "
+            f"| {result['median_ratio'][name]:.3f}x |"
+        )
 
 
 if __name__ == "__main__":

@@ -1,4 +1,5 @@
 """Write config/README.md from the schema (`--check`: exit 1 if the file is stale)."""
+
 import argparse
 import sys
 

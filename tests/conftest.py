@@ -1,4 +1,5 @@
 """Shared fixtures: a smoke-size run of the whole DAG, made once per test session."""
+
 from __future__ import annotations
 
 import os
@@ -56,7 +57,7 @@ def smoke_run(tmp_path_factory) -> Path:
 
 # A sitecustomize that every Python process of a run imports (PYTHONPATH): any connect or
 # DNS lookup beyond loopback/unix sockets raises, and is logged to $GROKPATH_NET_LOG.
-NO_NETWORK_SITECUSTOMIZE = '''
+NO_NETWORK_SITECUSTOMIZE = """
 import os, socket
 
 _LOCAL = {"127.0.0.1", "::1", "localhost", "0.0.0.0", "::"}
@@ -91,7 +92,7 @@ def getaddrinfo(host, *args, **kwargs):
 
 
 socket.socket.connect, socket.socket.connect_ex, socket.getaddrinfo = connect, connect_ex, getaddrinfo
-'''
+"""
 
 
 def no_network_env(directory: Path) -> dict:
@@ -162,9 +163,7 @@ def offline_resumed_run(tmp_path_factory) -> dict:
         except Exception as err:  # a partial file at a final path
             unreadable.append(f"{name}: {err}")
     at_kill["unreadable"] = unreadable
-    resumed = subprocess.run(
-        [*cmd, "--rerun-incomplete"], capture_output=True, text=True, env=env, timeout=1800
-    )
+    resumed = subprocess.run([*cmd, "--rerun-incomplete"], capture_output=True, text=True, env=env, timeout=1800)
     if resumed.returncode != 0:
         raise AssertionError(f"resumed run failed ({resumed.returncode}):\n{resumed.stderr[-6000:]}")
     return {"workdir": workdir, "net_log": Path(env["GROKPATH_NET_LOG"]), "at_kill": at_kill, "env": env}

@@ -1,4 +1,5 @@
 """Paper A's analysis inputs: the per-sample table, the curves join, the sustained-rise rule and onset."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -38,8 +39,9 @@ def _distance_rows(ckpt, step, domain, groups, strings):
     return rows
 
 
-def make_study(accuracy=(0.0, 0.0, 0.1, 0.4, 0.7, 0.9), domains=("math", "code"), n_test=40, n_train=12, n_val=6, seed=0,
-               revision_sha=None):
+def make_study(
+    accuracy=(0.0, 0.0, 0.1, 0.4, 0.7, 0.9), domains=("math", "code"), n_test=40, n_train=12, n_val=6, seed=0, revision_sha=None
+):
     """Small per-sample tables with the metrics stage's columns; accuracy follows ``accuracy``."""
     rng = np.random.default_rng(seed)
     steps = [100 * (i + 1) for i in range(len(accuracy))]
@@ -51,44 +53,112 @@ def make_study(accuracy=(0.0, 0.0, 0.1, 0.4, 0.7, 0.9), domains=("math", "code")
         memorized = np.arange(n_train) < len(T_STAR_INDEX)
         t_star = [steps[T_STAR_INDEX[i]] if m else None for i, m in enumerate(memorized)]
         ids = [f"{d}-tr{i}" for i in range(n_train)]
-        mem.append(pd.DataFrame({"domain": d, "sample_id": ids, "memorized": memorized,
-                                 "t_star_step": pd.array(t_star, dtype="Int64"), "t_star_ckpt": None, "epsilon": 1.5,
-                                 "delta": 0.05, "epsilon_mode": "auto"}))
-        groups = {"all": list(range(n_train)), "memorized": list(np.flatnonzero(memorized)),
-                  "not_memorized": list(np.flatnonzero(~memorized))}
+        mem.append(
+            pd.DataFrame(
+                {
+                    "domain": d,
+                    "sample_id": ids,
+                    "memorized": memorized,
+                    "t_star_step": pd.array(t_star, dtype="Int64"),
+                    "t_star_ckpt": None,
+                    "epsilon": 1.5,
+                    "delta": 0.05,
+                    "epsilon_mode": "auto",
+                }
+            )
+        )
+        groups = {
+            "all": list(range(n_train)),
+            "memorized": list(np.flatnonzero(memorized)),
+            "not_memorized": list(np.flatnonzero(~memorized)),
+        }
         for i, m in enumerate(memorized):
             if m:
                 groups.setdefault(f"t*={t_star[i]}", []).append(i)
         for c, (ckpt, step, acc) in enumerate(zip(ckpts, steps, accuracy)):
-            evals.append(pd.DataFrame({"ckpt": ckpt, "step": step, "domain": d, "sample_id": [f"{d}-te{j}" for j in range(n_test)],
-                                       "correct": difficulty < acc, "response": "", "target": ""}))
+            evals.append(
+                pd.DataFrame(
+                    {
+                        "ckpt": ckpt,
+                        "step": step,
+                        "domain": d,
+                        "sample_id": [f"{d}-te{j}" for j in range(n_test)],
+                        "correct": difficulty < acc,
+                        "response": "",
+                        "target": "",
+                    }
+                )
+            )
             for split, n in (("train", n_train), ("validation", n_val)):
-                traces.append(pd.DataFrame({"sample_id": [f"{d}-{split[:2]}{i}" for i in range(n)], "domain": d, "split": split,
-                                            "ckpt": ckpt, "step": step, "revision_sha": revision_sha and f"{revision_sha}{c}",
-                                            "n_tokens": 10, "loss": 3.0 - 0.3 * c + rng.normal(0, 0.05, n),
-                                            "routing": [[0.5, 0.5]] * n}))
+                traces.append(
+                    pd.DataFrame(
+                        {
+                            "sample_id": [f"{d}-{split[:2]}{i}" for i in range(n)],
+                            "domain": d,
+                            "split": split,
+                            "ckpt": ckpt,
+                            "step": step,
+                            "revision_sha": revision_sha and f"{revision_sha}{c}",
+                            "n_tokens": 10,
+                            "loss": 3.0 - 0.3 * c + rng.normal(0, 0.05, n),
+                            "routing": [[0.5, 0.5]] * n,
+                        }
+                    )
+                )
             cosine = 0.3 + 0.1 * c + rng.normal(0, 0.02, n_train)
             consistency = 1 - cosine
             consistency[0] = np.nan  # a guarded sample
-            cons.append(pd.DataFrame({"ckpt": ckpt, "step": step, "domain": d, "split": "train", "sample_id": ids,
-                                      "consistency": consistency, "mean_cosine": cosine, "max_cosine": 1.0, "guarded": np.isnan(consistency)}))
+            cons.append(
+                pd.DataFrame(
+                    {
+                        "ckpt": ckpt,
+                        "step": step,
+                        "domain": d,
+                        "split": "train",
+                        "sample_id": ids,
+                        "consistency": consistency,
+                        "mean_cosine": cosine,
+                        "max_cosine": 1.0,
+                        "guarded": np.isnan(consistency),
+                    }
+                )
+            )
             # pathways converge: later checkpoints keep fewer random experts
             strings = ["-".join(",".join(map(str, rng.permutation(8)[: max(1, 6 - c)])) for _ in range(3)) for _ in ids]
-            paths.append(pd.DataFrame({"ckpt": ckpt, "step": step, "domain": d, "split": "train", "sample_id": ids, "pathway": strings,
-                                       "n_experts_total": 3, "entropy": 2.0 - 0.2 * c + rng.normal(0, 0.01, n_train)}))
+            paths.append(
+                pd.DataFrame(
+                    {
+                        "ckpt": ckpt,
+                        "step": step,
+                        "domain": d,
+                        "split": "train",
+                        "sample_id": ids,
+                        "pathway": strings,
+                        "n_experts_total": 3,
+                        "entropy": 2.0 - 0.2 * c + rng.normal(0, 0.01, n_train),
+                    }
+                )
+            )
             dists += _distance_rows(ckpt, step, d, groups, strings)
     evals = pd.concat(evals, ignore_index=True)
-    onset = evals.groupby(["domain", "sample_id"]).apply(
-        lambda g: g.loc[g["correct"], "step"].min() if g["correct"].any() else np.nan, include_groups=False
-    ).rename("t_hash_step").reset_index()
+    onset = (
+        evals.groupby(["domain", "sample_id"])
+        .apply(lambda g: g.loc[g["correct"], "step"].min() if g["correct"].any() else np.nan, include_groups=False)
+        .rename("t_hash_step")
+        .reset_index()
+    )
     onset["t_hash_step"] = onset["t_hash_step"].astype("Int64")
     onset["generalized"] = onset["t_hash_step"].notna()
     onset["t_hash_ckpt"] = None
     columns = ["ckpt", "step", "domain", "group", "threshold", "layer", "mean_distance", "n_pairs", "sampled"]
     return {
-        "traces": pd.concat(traces, ignore_index=True), "evals": evals,
-        "memorization": pd.concat(mem, ignore_index=True), "distances": pd.DataFrame(dists, columns=columns),
-        "consistency": pd.concat(cons, ignore_index=True), "pathways": pd.concat(paths, ignore_index=True), "onset": onset,
+        "traces": pd.concat(traces, ignore_index=True),
+        "evals": evals,
+        "memorization": pd.concat(mem, ignore_index=True),
+        "distances": pd.DataFrame(dists, columns=columns),
+        "consistency": pd.concat(cons, ignore_index=True),
+        "pathways": pd.concat(paths, ignore_index=True),
+        "onset": onset,
     }
 
 
@@ -168,11 +238,13 @@ def test_samples_table_rejects_bad_traces():
 # ---------------------------------------------------------------- pathway distance over groups
 # a tiny distances table: three memorization groups and the pooled memorized group at one checkpoint
 TINY = pd.DataFrame(
-    [("c", 100, "math", "t*=100", 0.7, -1, 2.0, 1, False),
-     ("c", 100, "math", "t*=200", 0.7, -1, 5.0, 3, False),
-     ("c", 100, "math", "t*=300", 0.7, -1, 10.0, 6, False),
-     ("c", 100, "math", "memorized", 0.7, -1, 6.5, 36, False),
-     ("c", 100, "math", "t*=300", 0.5, -1, 99.0, 6, False)],  # another threshold: never used
+    [
+        ("c", 100, "math", "t*=100", 0.7, -1, 2.0, 1, False),
+        ("c", 100, "math", "t*=200", 0.7, -1, 5.0, 3, False),
+        ("c", 100, "math", "t*=300", 0.7, -1, 10.0, 6, False),
+        ("c", 100, "math", "memorized", 0.7, -1, 6.5, 36, False),
+        ("c", 100, "math", "t*=300", 0.5, -1, 99.0, 6, False),
+    ],  # another threshold: never used
     columns=["ckpt", "step", "domain", "group", "threshold", "layer", "mean_distance", "n_pairs", "sampled"],
 )
 TINY_SIZES = pd.Series({("math", "t*=100"): 2, ("math", "t*=200"): 3, ("math", "t*=300"): 4})
@@ -220,7 +292,9 @@ def test_build_curves_on_small_frames():
     assert (math["n_test"] == 40).all() and (math["n_group"] == 8).all() and math["revision_sha"].isna().all()
     # pathway distance: equal-weight mean of the three t* groups' means (default weighting)
     d = study["distances"]
-    groups = d[(d.domain == "math") & (d.ckpt == "step000300") & (d.layer == -1) & (d.threshold == 0.7) & d.group.str.startswith("t*=")]
+    groups = d[
+        (d.domain == "math") & (d.ckpt == "step000300") & (d.layer == -1) & (d.threshold == 0.7) & d.group.str.startswith("t*=")
+    ]
     assert len(groups) == 3 and math.loc[2, "pathway_distance"] == pytest.approx(groups["mean_distance"].mean())
     assert (math["n_distance_groups"] == 3).all()
     # training loss over the memorized samples (ids 0..7) only; validation loss over all validation samples
@@ -269,8 +343,9 @@ def _write_study(study, tmp_path):
         eval_paths.append(tmp_path / f"eval_{ckpt}.parquet")
         rows.to_parquet(eval_paths[-1])
     paths["samples"] = tmp_path / "samples.parquet"
-    write_samples(trace_paths, eval_paths, paths["memorization"], paths["onset"], paths["consistency"], paths["pathways"],
-                  paths["samples"])
+    write_samples(
+        trace_paths, eval_paths, paths["memorization"], paths["onset"], paths["consistency"], paths["pathways"], paths["samples"]
+    )
     return paths
 
 
@@ -310,10 +385,19 @@ def test_delay_columns_from_train_loss_and_test_accuracy():
     rows = []
     for step, loss, n_correct in zip(steps, losses, correct_of):
         for i, sample_loss in enumerate((loss - 0.01, loss + 0.01)):  # mean over train samples = loss
-            rows.append({"domain": "math", "step": step, "split": "train", "sample_id": f"t{i}", "loss": sample_loss, "correct": None})
+            rows.append(
+                {"domain": "math", "step": step, "split": "train", "sample_id": f"t{i}", "loss": sample_loss, "correct": None}
+            )
         for i in range(2):
-            rows.append({"domain": "math", "step": step, "split": "test", "sample_id": f"x{i}", "loss": 1.0, "correct": i < n_correct})
+            rows.append(
+                {"domain": "math", "step": step, "split": "test", "sample_id": f"x{i}", "loss": 1.0, "correct": i < n_correct}
+            )
     verdict = delay_table({"delta": 0.05, "min_gap": 2, "min_final_accuracy": 0.5}, pd.DataFrame(rows))["math"]
-    assert verdict == {"loss_settled_step": 300, "accuracy_half_step": 600, "delay_checkpoints": 3, "delayed_generalization": True}
+    assert verdict == {
+        "loss_settled_step": 300,
+        "accuracy_half_step": 600,
+        "delay_checkpoints": 3,
+        "delayed_generalization": True,
+    }
     strict = delay_table({"delta": 0.05, "min_gap": 4, "min_final_accuracy": 0.5}, pd.DataFrame(rows))["math"]
     assert strict["delay_checkpoints"] == 3 and not strict["delayed_generalization"]

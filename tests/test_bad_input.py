@@ -4,15 +4,14 @@ Config-level cases go through `snakemake -n` (they must fail while the DAG is bu
 run the first job for real (the traces rule on a `checkpoints.source: local` directory). Every case plants a
 sentinel result first and checks it survives byte for byte.
 """
+
 from __future__ import annotations
 
-import json
 import shutil
 import subprocess
 
 import pytest
 import yaml
-
 from conftest import REPO, SNAKEMAKE, make_workdir, offline_env
 
 SMOKE = REPO / "config" / "smoke.yaml"
@@ -30,8 +29,20 @@ def plant_sentinel(workdir):
 def run_bad(workdir, overlay: dict, *targets: str, dry_run: bool) -> subprocess.CompletedProcess:
     bad = workdir / "bad.yaml"
     bad.write_text(yaml.safe_dump(overlay))
-    cmd = [*SNAKEMAKE, *targets, "-s", str(REPO / "Snakefile"), "--directory", str(workdir), "--cores", "1",
-           *(["-n"] if dry_run else []), "--configfile", str(SMOKE), str(bad)]  # nargs="+": config files last
+    cmd = [
+        *SNAKEMAKE,
+        *targets,
+        "-s",
+        str(REPO / "Snakefile"),
+        "--directory",
+        str(workdir),
+        "--cores",
+        "1",
+        *(["-n"] if dry_run else []),
+        "--configfile",
+        str(SMOKE),
+        str(bad),
+    ]  # nargs="+": config files last
     return subprocess.run(cmd, capture_output=True, text=True, env=offline_env(), timeout=600)
 
 
@@ -40,7 +51,7 @@ def expect_failure(case: str, proc: subprocess.CompletedProcess, workdir, *fragm
     assert proc.returncode != 0, f"{case}: snakemake succeeded\n{output[-3000:]}"
     for fragment in fragments:
         assert fragment in output, f"{case}: {fragment!r} not in the error\n{output[-4000:]}"
-    lines = [next(l.strip() for l in output.splitlines() if f in l) for f in fragments]
+    lines = [next(line.strip() for line in output.splitlines() if f in line) for f in fragments]
     line = " / ".join(dict.fromkeys(lines))
     MESSAGES[case] = line
     print(f"| {case} | `{line}` |")
@@ -56,6 +67,7 @@ def workdir(tmp_path):
 
 
 # ---- config level: snakemake -n fails while parsing, before any job ----
+
 
 def test_unknown_config_key(workdir):
     proc = run_bad(workdir, {"pathways": {"threshhold": 0.7}}, dry_run=True)
@@ -99,6 +111,7 @@ def test_task_yaml_including_a_missing_file(tmp_path):
 
 
 # ---- data level: the first job (traces) fails before the model load ----
+
 
 @pytest.fixture
 def local_study(smoke_run, tmp_path):

@@ -4,6 +4,7 @@ The stand-in (grokpath.standin_hub) is a real HTTP server on 127.0.0.1 speaking 
 endpoints, so these tests drive huggingface_hub's own code: SHA resolution, the tree listing,
 HEAD/GET per file, resume with Range requests, and grokpath's hash check on top.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -38,14 +39,23 @@ from grokpath.standin_hub import StandinHub, build_standin_repo
 REPO_ID = "allenai/OLMoE-1B-7B-0924"
 REVISIONS = ("step5000-tokens20B", "step125000-tokens524B")
 SHARDS = ["model-00001-of-00002.safetensors", "model-00002-of-00002.safetensors"]
-FETCHED = sorted(["config.json", "generation_config.json", "model.safetensors.index.json", "tokenizer.json", "tokenizer_config.json", *SHARDS])
+FETCHED = sorted(
+    ["config.json", "generation_config.json", "model.safetensors.index.json", "tokenizer.json", "tokenizer_config.json", *SHARDS]
+)
 
 
 def save_tiny_model(directory):
     torch.manual_seed(0)
     config = OlmoeConfig(
-        vocab_size=16, hidden_size=16, intermediate_size=16, num_hidden_layers=1, num_attention_heads=2,
-        num_key_value_heads=2, num_experts=4, num_experts_per_tok=2, max_position_embeddings=16,
+        vocab_size=16,
+        hidden_size=16,
+        intermediate_size=16,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        num_key_value_heads=2,
+        num_experts=4,
+        num_experts_per_tok=2,
+        max_position_embeddings=16,
     )
     OlmoeForCausalLM(config).save_pretrained(directory)
 
@@ -138,11 +148,12 @@ def test_tampered_file_fails_the_hash_check_and_a_rerun_fetches_only_it(store, s
     rev = "step5000-tokens20B"
     out = tmp_path / rev
     serve(tamper=[SHARDS[0]])
-    expected = json.loads(
-        next(p for p in (store["root"] / REPO_ID / "commits").glob(f"{store['shas'][rev]}.json")).read_text()
-    )
+    expected = json.loads(next(p for p in (store["root"] / REPO_ID / "commits").glob(f"{store['shas'][rev]}.json")).read_text())
     listed = next(f for f in expected["files"] if f["path"] == SHARDS[0])["lfs"]["sha256"]
-    with pytest.raises(CheckpointError, match=rf"hash mismatch in revision '{rev}': {SHARDS[0]} has sha256 [0-9a-f]{{64}}, the hub lists {listed}"):
+    with pytest.raises(
+        CheckpointError,
+        match=rf"hash mismatch in revision '{rev}': {SHARDS[0]} has sha256 [0-9a-f]{{64}}, the hub lists {listed}",
+    ):
         fetch_hf_checkpoint(hf_config(), rev, out)
     partial = tmp_path / f".{rev}.download"
     assert not out.exists() and not (partial / SHARDS[0]).exists() and (partial / SHARDS[1]).is_file()
@@ -177,7 +188,10 @@ def test_no_network_and_offline_mode_are_named(serve, tmp_path, monkeypatch):
     serve()
     port = free_port()  # nothing listens there
     monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{port}")
-    with pytest.raises(CheckpointError, match=rf"cannot reach the hub at http://127.0.0.1:{port} to fetch revision 'step5000-tokens20B' .*no network"):
+    with pytest.raises(
+        CheckpointError,
+        match=rf"cannot reach the hub at http://127.0.0.1:{port} to fetch revision 'step5000-tokens20B' .*no network",
+    ):
         fetch_hf_checkpoint(hf_config(), "step5000-tokens20B", tmp_path / "step5000-tokens20B")
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
     with pytest.raises(CheckpointError, match="cannot fetch revision 'step5000-tokens20B' .*HF_HUB_OFFLINE is set"):
@@ -188,7 +202,10 @@ def test_too_little_disk_stops_before_downloading(store, serve, tmp_path):
     hub = serve()
     commit = json.loads((store["root"] / REPO_ID / "commits" / f"{store['shas']['step5000-tokens20B']}.json").read_text())
     size = sum(f["size"] for f in commit["files"] if f["path"] in FETCHED)
-    with pytest.raises(CheckpointError, match=rf"not enough disk to fetch revision 'step5000-tokens20B': {size / 1e9:.2f} GB to download plus 1e\+09 GB headroom"):
+    with pytest.raises(
+        CheckpointError,
+        match=rf"not enough disk to fetch revision 'step5000-tokens20B': {size / 1e9:.2f} GB to download plus 1e\+09 GB headroom",
+    ):
         fetch_hf_checkpoint(hf_config(disk_headroom_gb=1e9), "step5000-tokens20B", tmp_path / "step5000-tokens20B")
     assert resolve_gets(hub) == [] and size > 250_000
 
@@ -227,8 +244,21 @@ def test_standin_serves_ranges_hub_headers_and_error_codes(store, serve):
 def test_standin_serve_cli_writes_its_port(store, tmp_path):
     port_file = tmp_path / "port"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "grokpath.cli", "standin-hub", "serve", "--root", str(store["root"]), "--port", "0", "--port-file", str(port_file)],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        [
+            sys.executable,
+            "-m",
+            "grokpath.cli",
+            "standin-hub",
+            "serve",
+            "--root",
+            str(store["root"]),
+            "--port",
+            "0",
+            "--port-file",
+            str(port_file),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
     )
     try:
         deadline = time.monotonic() + 60

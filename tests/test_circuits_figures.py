@@ -3,6 +3,7 @@
 The figure checks read the plotted data back from each returned matplotlib Figure and compare it
 with the tables it was drawn from (seed means per line, one marker per grid cell, one curve per run).
 """
+
 import matplotlib.colors as mcolors
 import matplotlib.image as mimage
 import numpy as np
@@ -13,8 +14,17 @@ from grokpath.circuits.sweep import classify_files, emergence_cells, grid_cells,
 from grokpath.config import load
 from grokpath.figures import PAPER_B_FIGURES, paper_b
 
-FIGURES = ["fig01_phase_diagram", "fig02_example_runs", "fig03_val_acc_vs_data", "fig04_capacity", "fig06_double_descent",
-           "fig07_double_descent_square", "fig08_emergence", "fig09_param_norm", "fig10_split_ffn"]
+FIGURES = [
+    "fig01_phase_diagram",
+    "fig02_example_runs",
+    "fig03_val_acc_vs_data",
+    "fig04_capacity",
+    "fig06_double_descent",
+    "fig07_double_descent_square",
+    "fig08_emergence",
+    "fig09_param_norm",
+    "fig10_split_ffn",
+]
 
 
 def tiny_circuits():
@@ -64,7 +74,12 @@ def test_write_figures_renders_every_figure(sweep, tmp_path):
     write_figures(sweep["circuits"], sweep["regimes_path"], sweep["runs"], outs, style={"dpi": 40})
     grok = grid_runs(sweep["regimes"], sweep["circuits"]["grids"]["grokking"])
     n_examples = grok["label"].nunique()  # example_runs: one 3.2-inch panel per regime present
-    sizes = {"fig01_phase_diagram": (7, 4.5), "fig02_example_runs": (3.2 * n_examples, 3), "fig04_capacity": (8, 3.5), "fig09_param_norm": (6, 4)}
+    sizes = {
+        "fig01_phase_diagram": (7, 4.5),
+        "fig02_example_runs": (3.2 * n_examples, 3),
+        "fig04_capacity": (8, 3.5),
+        "fig09_param_norm": (6, 4),
+    }
     for out in outs:
         width, height = sizes.get(out.stem, (5.5, 4))
         assert mimage.imread(out).shape[:2] == (round(height * 40), round(width * 40)), out.name  # figsize x dpi
@@ -75,7 +90,9 @@ def test_write_figures_renders_every_figure(sweep, tmp_path):
 
 def data_lines(ax) -> list[tuple[np.ndarray, np.ndarray]]:
     """(x, y) of every drawn line; seaborn's legend entries are empty lines and are left out."""
-    return [(np.asarray(line.get_xdata(), float), np.asarray(line.get_ydata(), float)) for line in ax.lines if len(line.get_xdata())]
+    return [
+        (np.asarray(line.get_xdata(), float), np.asarray(line.get_ydata(), float)) for line in ax.lines if len(line.get_xdata())
+    ]
 
 
 def seed_mean_lines(table: pd.DataFrame, hue: str, x: str, y: str) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -117,7 +134,9 @@ def test_phase_diagram_marks_each_cell_with_its_majority_regime(sweep):
 def test_accuracy_figures_plot_the_seed_means(sweep):
     regimes, grids = sweep["regimes"], sweep["circuits"]["grids"]
     grok = grid_runs(regimes, grids["grokking"])
-    assert_lines_equal(data_lines(paper_b.val_acc_vs_data(grok).axes[0]), seed_mean_lines(grok, "d_h", "n_train", "final_val_acc"))
+    assert_lines_equal(
+        data_lines(paper_b.val_acc_vs_data(grok).axes[0]), seed_mean_lines(grok, "d_h", "n_train", "final_val_acc")
+    )
     for name in ("double_descent", "double_descent_square"):
         runs = grid_runs(regimes, grids[name])
         ax = paper_b.double_descent(runs, name).axes[0]
@@ -144,7 +163,13 @@ def test_curve_figures_plot_one_example_run_per_regime(sweep):
 
     def run_curve(title):
         d_h, D, seed = (int(part.split("=")[1]) for part in title.split("\n")[1].split(", "))
-        c = curves[(curves["task"] == "add") & (curves["d_h"] == d_h) & (curves["n_train"] == D) & (curves["seed"] == seed) & (curves["n_layers"] == 1)]
+        c = curves[
+            (curves["task"] == "add")
+            & (curves["d_h"] == d_h)
+            & (curves["n_train"] == D)
+            & (curves["seed"] == seed)
+            & (curves["n_layers"] == 1)
+        ]
         assert len(c) == len(c["step"].unique()) > 2  # exactly one run
         return c.sort_values("step")
 
@@ -156,7 +181,10 @@ def test_curve_figures_plot_one_example_run_per_regime(sweep):
         steps = c["step"].clip(lower=1).to_numpy(float)
         assert_lines_equal(data_lines(ax), [(steps, c["train_acc"].to_numpy(float)), (steps, c["val_acc"].to_numpy(float))])
         label = ax.get_title().split("\n")[0]
-        assert grok.set_index(["d_h", "n_train", "seed"]).loc[(c["d_h"].iloc[0], c["n_train"].iloc[0], c["seed"].iloc[0]), "label"] == label
+        assert (
+            grok.set_index(["d_h", "n_train", "seed"]).loc[(c["d_h"].iloc[0], c["n_train"].iloc[0], c["seed"].iloc[0]), "label"]
+            == label
+        )
         norms[label] = (steps, c["param_norm"].to_numpy(float), c["val_acc"].to_numpy(float))
 
     norm_ax, acc_ax = paper_b.param_norm(curves, grok).axes
@@ -167,6 +195,20 @@ def test_curve_figures_plot_one_example_run_per_regime(sweep):
 
 
 def test_empty_tables_draw_a_note_not_a_crash():
-    empty = pd.DataFrame(columns=["task", "d_h", "n_train", "n_sub", "n_params", "split_ffn", "label", "final_val_acc", "final_train_acc", "d_crit", "d_mem"])
+    empty = pd.DataFrame(
+        columns=[
+            "task",
+            "d_h",
+            "n_train",
+            "n_sub",
+            "n_params",
+            "split_ffn",
+            "label",
+            "final_val_acc",
+            "final_train_acc",
+            "d_crit",
+            "d_mem",
+        ]
+    )
     for fig in (paper_b.phase_diagram(empty), paper_b.val_acc_vs_data(empty), paper_b.emergence(empty)):
         assert [t.get_text() for t in fig.axes[0].texts][0].startswith("no ") and data_lines(fig.axes[0]) == []

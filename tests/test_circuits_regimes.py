@@ -1,4 +1,5 @@
 """Paper B regime rule on synthetic curves of each kind, D_crit / D_mem, and paper A labelling."""
+
 import math
 
 import numpy as np
@@ -71,8 +72,22 @@ def test_classify_runs_table_with_capacity(cfg):
 
     def add(task, d_h, D, seed, train, val, norm):
         for st, tr, va, no in zip(STEPS, train, val, norm):
-            rows.append(dict(task=task, d_h=d_h, n_layers=1, split_ffn=False, n_sub=0, n_train=D, seed=seed, step=st,
-                             train_acc=tr, val_acc=va, param_norm=no, n_params=1000 * d_h))
+            rows.append(
+                dict(
+                    task=task,
+                    d_h=d_h,
+                    n_layers=1,
+                    split_ffn=False,
+                    n_sub=0,
+                    n_train=D,
+                    seed=seed,
+                    step=st,
+                    train_acc=tr,
+                    val_acc=va,
+                    param_norm=no,
+                    n_params=1000 * d_h,
+                )
+            )
 
     for seed in (0, 1):
         add("add", 32, 200, seed, ONES_FROM(4), np.full(len(STEPS), 0.02), RISING)  # ungrokking
@@ -91,14 +106,30 @@ def test_classify_runs_table_with_capacity(cfg):
 
 def test_paper_a_domains_use_train_loss_as_memorization(cfg):
     steps = [125, 250, 500, 750, 1000, 1500]
-    curves = pd.concat([
-        pd.DataFrame({"domain": "math", "ckpt": [f"s{s}" for s in steps], "step": steps,
-                      "train_loss_all": [5.0, 1.0, 0.6, 0.55, 0.5, 0.5], "validation_loss": 1.0,
-                      "accuracy": [0.0, 0.0, 0.05, 0.2, 0.95, 0.97]}),
-        pd.DataFrame({"domain": "code", "ckpt": [f"s{s}" for s in steps], "step": steps,
-                      "train_loss_all": [5.0, 4.0, 3.0, 2.0, 1.0, 0.5], "validation_loss": 1.0,
-                      "accuracy": [0.0, 0.0, 0.0, 0.01, 0.02, 0.03]}),
-    ])
+    curves = pd.concat(
+        [
+            pd.DataFrame(
+                {
+                    "domain": "math",
+                    "ckpt": [f"s{s}" for s in steps],
+                    "step": steps,
+                    "train_loss_all": [5.0, 1.0, 0.6, 0.55, 0.5, 0.5],
+                    "validation_loss": 1.0,
+                    "accuracy": [0.0, 0.0, 0.05, 0.2, 0.95, 0.97],
+                }
+            ),
+            pd.DataFrame(
+                {
+                    "domain": "code",
+                    "ckpt": [f"s{s}" for s in steps],
+                    "step": steps,
+                    "train_loss_all": [5.0, 4.0, 3.0, 2.0, 1.0, 0.5],
+                    "validation_loss": 1.0,
+                    "accuracy": [0.0, 0.0, 0.0, 0.01, 0.02, 0.03],
+                }
+            ),
+        ]
+    )
     table = classify_paper_a(curves, cfg).set_index("task")
     # math: 90% of the loss drop by step 500, accuracy >= 0.9 at step 1000: 0.3 decades later
     assert table.loc["paper_a:math", "t_mem"] == 500 and table.loc["paper_a:math", "t_gen"] == 1000
@@ -111,10 +142,24 @@ def test_paper_a_domains_use_train_loss_as_memorization(cfg):
 def test_paper_a_cli_writes_table_and_names_missing_file(tmp_path, cfg):
     from grokpath.cli import main
 
-    curves = pd.DataFrame({"domain": "math", "ckpt": ["a", "b", "c"], "step": [1, 2, 3], "train_loss_all": [3.0, 1.0, 0.9],
-                           "validation_loss": 1.0, "accuracy": [0.0, 0.95, 0.97]})
+    curves = pd.DataFrame(
+        {
+            "domain": "math",
+            "ckpt": ["a", "b", "c"],
+            "step": [1, 2, 3],
+            "train_loss_all": [3.0, 1.0, 0.9],
+            "validation_loss": 1.0,
+            "accuracy": [0.0, 0.95, 0.97],
+        }
+    )
     curves.to_parquet(tmp_path / "curves.parquet")
-    args = ["circuits-paper-a", "--cfg", '{"circuits": {"regimes": %s}}' % pd.Series(cfg).to_json(), "--out", str(tmp_path / "out.parquet")]
+    args = [
+        "circuits-paper-a",
+        "--cfg",
+        f'{{"circuits": {{"regimes": {pd.Series(cfg).to_json()}}}}}',
+        "--out",
+        str(tmp_path / "out.parquet"),
+    ]
     assert main([*args, "--curves", str(tmp_path / "curves.parquet")]) == 0
     table = pd.read_parquet(tmp_path / "out.parquet")
     # memorized (loss) and generalized at the same checkpoint, no norm: progression

@@ -1,4 +1,5 @@
 """Paper B tasks: labels, seeded disjoint splits, random-label symmetry, the multi-task mix."""
+
 import numpy as np
 import pytest
 

@@ -1,5 +1,7 @@
 """Paper B training: batched / vmap trajectories equal single-model runs; the CLI writes a cell."""
+
 import json
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -58,7 +60,9 @@ def test_forward_many_matches_forward_one_deep_split_ffn():
     mask = ffn_mask(spec, data.is_minus, torch.float64)
     many = forward_many(stack_params(params), data.inputs, spec, mask)
     for m in range(2):
-        np.testing.assert_allclose(many[m].numpy(), forward_one(params[m], data.inputs, spec, mask).numpy(), rtol=1e-10, atol=1e-12)
+        np.testing.assert_allclose(
+            many[m].numpy(), forward_one(params[m], data.inputs, spec, mask).numpy(), rtol=1e-10, atol=1e-12
+        )
     # the split FFN really routes: '+' examples ignore the second half of the hidden units
     p = {k: v.clone() for k, v in params[0].items()}
     p["blocks.1.W_out"][spec.d_mlp // 2 :] += 1.0

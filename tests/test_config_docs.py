@@ -1,4 +1,5 @@
 """config/README.md is generated from the schema: stale docs fail, and rows carry the schema's values."""
+
 from __future__ import annotations
 
 from grokpath.config_reference import README_PATH, render, render_repository
@@ -25,5 +26,5 @@ def test_rows_show_default_mini_value_and_description():
     text = render(schema, {"world": {"train_fraction": 0.6}})
     assert "## world\nthe mini world\n" in text
     assert "| `world.train_fraction` | number | `0.5` | `0.6` | share \\| in train |" in text
-    assert "| `world.kind` | `a` \\| `b` | `\"a\"` |  |  |" in text
+    assert '| `world.kind` | `a` \\| `b` | `"a"` |  |  |' in text
     assert "| `world.inner.n` | integer | — |  |  |" in text

@@ -1,4 +1,5 @@
 """Pathway consistency C_i on a 3-layer toy with hand-computed cosines, and the guard."""
+
 from __future__ import annotations
 
 import math
@@ -53,16 +54,46 @@ def test_shape_mismatch_is_named():
 def test_run_consistency_file_to_file(tmp_path):
     routing = np.array([[[1.0, 0.0], [0.75, 0.25], [1.0, 0.0]], [[1.0, 0.0], [0.0, 1.0], [0.0, 1.0]]], dtype=np.float32)
     ckpt_dir = tmp_path / "step000010"
-    table = pa.table({"sample_id": ["x", "y"], "domain": ["code"] * 2, "split": ["test"] * 2, "ckpt": ["step000010"] * 2,
-                      "step": pa.array([10, 10], pa.int64()),
-                      "routing": pa.FixedSizeListArray.from_arrays(pa.array(routing.reshape(-1)), 6)})
+    table = pa.table(
+        {
+            "sample_id": ["x", "y"],
+            "domain": ["code"] * 2,
+            "split": ["test"] * 2,
+            "ckpt": ["step000010"] * 2,
+            "step": pa.array([10, 10], pa.int64()),
+            "routing": pa.FixedSizeListArray.from_arrays(pa.array(routing.reshape(-1)), 6),
+        }
+    )
     write_parquet(table, ckpt_dir / "code_test.parquet", metadata={"L": 3, "K": 2})
     np.save(ckpt_dir / "router_weights.npy", ROUTER.astype(np.float32))
     out = tmp_path / "cons.parquet"
-    run_consistency({"consistency": {"guard_min_max_cosine": 0.0}}, "code", [ckpt_dir / "code_test.parquet"], [ckpt_dir / "router_weights.npy"], out)
+    run_consistency(
+        {"consistency": {"guard_min_max_cosine": 0.0}},
+        "code",
+        [ckpt_dir / "code_test.parquet"],
+        [ckpt_dir / "router_weights.npy"],
+        out,
+    )
     frame = pd.read_parquet(out)
-    assert list(frame.columns) == ["ckpt", "step", "domain", "split", "sample_id", "consistency", "mean_cosine", "max_cosine", "guarded", "revision_sha"]
+    assert list(frame.columns) == [
+        "ckpt",
+        "step",
+        "domain",
+        "split",
+        "sample_id",
+        "consistency",
+        "mean_cosine",
+        "max_cosine",
+        "guarded",
+        "revision_sha",
+    ]
     assert frame["consistency"].iloc[0] == pytest.approx(1 / 3, abs=1e-6)
     assert frame["guarded"].tolist() == [False, True]
     with pytest.raises(FileNotFoundError, match="router_weights"):
-        run_consistency({"consistency": {"guard_min_max_cosine": 0.0}}, "code", [ckpt_dir / "code_test.parquet"], [tmp_path / "router_weights.npy"], out)
+        run_consistency(
+            {"consistency": {"guard_min_max_cosine": 0.0}},
+            "code",
+            [ckpt_dir / "code_test.parquet"],
+            [tmp_path / "router_weights.npy"],
+            out,
+        )

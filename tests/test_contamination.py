@@ -1,4 +1,5 @@
 """Min-K%++ scores against hand computations, and the filter that writes test.jsonl."""
+
 from __future__ import annotations
 
 import json
@@ -24,7 +25,28 @@ from grokpath.data import read_split
 from grokpath.io import read_metadata
 from grokpath.selection import write_jsonl
 
-WORDS = ["the", "cat", "sat", "on", "a", "mat", "and", "dog", "ran", "to", "red", "blue", "big", "small", "house", "tree", "sun", "moon", "one", "two"]
+WORDS = [
+    "the",
+    "cat",
+    "sat",
+    "on",
+    "a",
+    "mat",
+    "and",
+    "dog",
+    "ran",
+    "to",
+    "red",
+    "blue",
+    "big",
+    "small",
+    "house",
+    "tree",
+    "sun",
+    "moon",
+    "one",
+    "two",
+]
 
 
 def test_three_token_hand_example():
@@ -38,17 +60,17 @@ def test_three_token_hand_example():
 
 def test_min_k_mean_takes_at_least_one_token():
     scores = np.array([3.0, -1.0, 2.0, 0.5, -2.0])
-    assert min_k_mean(scores, 20) == -2.0            # floor(5 * 0.2) = 1
-    assert min_k_mean(scores, 40) == -1.5            # (-2 - 1) / 2
-    assert min_k_mean(scores, 10) == -2.0            # floor(0.5) = 0 -> at least one
+    assert min_k_mean(scores, 20) == -2.0  # floor(5 * 0.2) = 1
+    assert min_k_mean(scores, 40) == -1.5  # (-2 - 1) / 2
+    assert min_k_mean(scores, 10) == -2.0  # floor(0.5) = 0 -> at least one
     assert min_k_mean(scores, 100) == pytest.approx(2.5 / 5)
     assert math.isnan(min_k_mean(np.array([]), 20))
 
 
 def test_drop_mask_highest_first_ties_by_id():
     assert drop_mask(["b", "a", "c", "d"], [1.0, 1.0, 0.0, -1.0], 0.5) == [True, True, False, False]
-    assert drop_mask(["b", "a", "c"], [1.0, 1.0, 0.0], 0.34) == [False, True, False]   # floor(1.02) = 1, 'a' < 'b'
-    assert drop_mask(["a", "b"], [0.0, 1.0], 0.1) == [False, False]                    # floor(0.2) = 0
+    assert drop_mask(["b", "a", "c"], [1.0, 1.0, 0.0], 0.34) == [False, True, False]  # floor(1.02) = 1, 'a' < 'b'
+    assert drop_mask(["a", "b"], [0.0, 1.0], 0.1) == [False, False]  # floor(0.2) = 0
 
 
 @pytest.fixture(scope="module")
@@ -62,9 +84,21 @@ def tiny_checkpoint(tmp_path_factory) -> Path:
     tokenizer = PreTrainedTokenizerFast(tokenizer_object=tk, unk_token="[UNK]", pad_token="[PAD]", bos_token="[BOS]")
     tokenizer.save_pretrained(directory)
     torch.manual_seed(0)
-    config = OlmoeConfig(vocab_size=len(vocab), hidden_size=32, intermediate_size=48, num_hidden_layers=2, num_attention_heads=4,
-                         num_key_value_heads=4, num_experts=4, num_experts_per_tok=2, max_position_embeddings=64,
-                         pad_token_id=1, bos_token_id=2, eos_token_id=1, initializer_range=0.5)
+    config = OlmoeConfig(
+        vocab_size=len(vocab),
+        hidden_size=32,
+        intermediate_size=48,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=4,
+        num_experts=4,
+        num_experts_per_tok=2,
+        max_position_embeddings=64,
+        pad_token_id=1,
+        bos_token_id=2,
+        eos_token_id=1,
+        initializer_range=0.5,
+    )
     OlmoeForCausalLM(config).save_pretrained(directory)
     (directory / "provenance.json").write_text(json.dumps({"revision_sha": "f" * 40, "revision": "step3", "source": "hf"}))
     return directory
@@ -135,7 +169,7 @@ def test_run_contamination_drops_top_fraction(tiny_checkpoint, tmp_path):
         rows = table[table.domain == domain]
         np.testing.assert_allclose(rows.score, expected, atol=1e-4)
         top2 = set(rows.sort_values(["score", "sample_id"], ascending=[False, True]).sample_id[:2])
-        assert set(rows.sample_id[rows.dropped]) == top2                   # floor(0.2 * 10) = 2 dropped
+        assert set(rows.sample_id[rows.dropped]) == top2  # floor(0.2 * 10) = 2 dropped
         kept = read_split(dst)
         assert [r["sample_id"] for r in kept] == [r["sample_id"] for r in records if r["sample_id"] not in top2]
-        assert all(r["problem"] for r in kept)                             # benchmark fields travel on
+        assert all(r["problem"] for r in kept)  # benchmark fields travel on

@@ -1,4 +1,5 @@
 """Table 1: the bootstrap by hand, correlations, windowing, CIs that bracket their point, the Markdown layout."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -61,12 +62,14 @@ def test_group_distance_under_a_resample_by_hand():
     strings = pd.Series(["0", "00", "000", "1", "1111", "zzz"], index=ids)
     strata = ["t*=1", "t*=1", "t*=1", "t*=2", "t*=2", "not memorized"]
     assert distance_matrix(["0", "00", "000"], "char").tolist() == [[0, 1, 2], [1, 0, 1], [2, 1, 0]]
-    counts = np.array([
-        [1.0, 1, 1, 1, 1, 1],  # the point estimate: t*=1 mean 4/3 (3 pairs), t*=2 mean 3 (1 pair)
-        [2, 1, 0, 1, 1, 1],  # t*=1: a, a', b -> 2 pairs of distance 1; t*=2: 3
-        [3, 0, 0, 2, 0, 1],  # no distinct pair in either group
-        [0, 1, 2, 0, 2, 1],  # t*=1: b, c, c' -> 2 pairs bc = 1; t*=2: e, e' -> none
-    ])
+    counts = np.array(
+        [
+            [1.0, 1, 1, 1, 1, 1],  # the point estimate: t*=1 mean 4/3 (3 pairs), t*=2 mean 3 (1 pair)
+            [2, 1, 0, 1, 1, 1],  # t*=1: a, a', b -> 2 pairs of distance 1; t*=2: 3
+            [3, 0, 0, 2, 0, 1],  # no distinct pair in either group
+            [0, 1, 2, 0, 2, 1],  # t*=1: b, c, c' -> 2 pairs bc = 1; t*=2: e, e' -> none
+        ]
+    )
     equal = group_distance(strings, ids, strata, counts, "equal")
     np.testing.assert_allclose(equal, [(4 / 3 + 3) / 2, (1 + 3) / 2, np.nan, 1.0])
     pairs = group_distance(strings, ids, strata, counts, "pairs")
@@ -180,7 +183,9 @@ def test_markdown_layout():
     row = next(line for line in lines if line.startswith("| pathway distance |"))
     assert row.count("/") == 2 and row.count("[") == 4
     assert "from step 200, n = 5" in md
-    assert "validation loss over all validation samples" in md and "each group weighted equally (analysis.distance_weighting)" in md
+    assert (
+        "validation loss over all validation samples" in md and "each group weighted equally (analysis.distance_weighting)" in md
+    )
 
 
 def test_write_correlations_files(tmp_path):
@@ -189,11 +194,28 @@ def test_write_correlations_files(tmp_path):
     paths = _write_study(study, tmp_path)
     curves = build_curves(cfg, study_samples(study), study["distances"])
     curves.to_parquet(tmp_path / "curves.parquet")
-    table = write_correlations(cfg, tmp_path / "curves.parquet", paths["samples"], paths["distances"],
-                               tmp_path / "correlations.csv", tmp_path / "correlations.md")
+    table = write_correlations(
+        cfg,
+        tmp_path / "curves.parquet",
+        paths["samples"],
+        paths["distances"],
+        tmp_path / "correlations.csv",
+        tmp_path / "correlations.md",
+    )
     back = pd.read_csv(tmp_path / "correlations.csv")
-    assert list(back.columns[:11]) == ["domain", "metric", "pearson", "pearson_lo", "pearson_hi", "spearman", "spearman_lo",
-                                       "spearman_hi", "n_checkpoints", "window_start_step", "restricted"]
+    assert list(back.columns[:11]) == [
+        "domain",
+        "metric",
+        "pearson",
+        "pearson_lo",
+        "pearson_hi",
+        "spearman",
+        "spearman_lo",
+        "spearman_hi",
+        "n_checkpoints",
+        "window_start_step",
+        "restricted",
+    ]
     assert {"samples", "resampled"} <= set(back.columns)
     assert len(back) == len(table) == len(METRICS)
     np.testing.assert_allclose(back["pearson"], table["pearson"])

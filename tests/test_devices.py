@@ -1,4 +1,5 @@
 """grokpath.devices.resolve_device: config device names -> torch device strings, or one clear error."""
+
 import pytest
 import torch
 

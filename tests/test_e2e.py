@@ -1,4 +1,5 @@
 """The whole DAG on the smoke config, through snakemake."""
+
 from __future__ import annotations
 
 import json
@@ -9,8 +10,8 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 import yaml
-
 from conftest import REPO
+
 from grokpath.checkpoints import checkpoint_names
 from grokpath.config import deep_merge, validate
 from grokpath.figures import PAPER_A_FIGURES, PAPER_B_FIGURES
@@ -67,13 +68,15 @@ def test_smoke_tables_figures_report(smoke_run):
     table = pd.read_csv(results / "tables" / "correlations.csv")
     assert {"domain", "metric", "pearson", "spearman"} <= set(table.columns)
     assert set(table["domain"]) == set(smoke_config()["domains"])
-    expected = (
-        {f"paper_a/{name}.png" for name in [*PAPER_A_FIGURES, "fig00_monitor", "fig08_theory"]}
-        | {f"paper_b/{name}.png" for name in PAPER_B_FIGURES}
-    )
+    expected = {f"paper_a/{name}.png" for name in [*PAPER_A_FIGURES, "fig00_monitor", "fig08_theory"]} | {
+        f"paper_b/{name}.png" for name in PAPER_B_FIGURES
+    }
     figures = {str(f.relative_to(results / "figures")) for f in (results / "figures").rglob("*.png")}
     assert figures == expected
     # the report embeds every figure (its path is a key of the page's `results` literal) and Table 1
     report = (results / "report.html").read_text(encoding="utf-8")
     embedded = set(re.findall(r'"(results/[^"]+\.(?:png|csv))"\s*:\s*\{', report))
-    assert embedded == {f"results/figures/{f}" for f in expected} | {"results/tables/correlations.csv", "results/tables/onset.csv"}
+    assert embedded == {f"results/figures/{f}" for f in expected} | {
+        "results/tables/correlations.csv",
+        "results/tables/onset.csv",
+    }

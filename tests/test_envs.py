@@ -1,4 +1,5 @@
 """envs/*.yaml (conda envs for the rules) pin exactly what pyproject.toml pins."""
+
 from __future__ import annotations
 
 import os
@@ -8,11 +9,10 @@ import tomllib
 
 import pytest
 import yaml
+from conftest import REPO
 from packaging.requirements import Requirement
 from packaging.specifiers import SpecifierSet
 from packaging.utils import canonicalize_name
-
-from conftest import REPO
 
 ENVS = REPO / "envs"
 ENV_NAMES = ["torch", "eval", "plots"]
@@ -68,8 +68,7 @@ def test_env_pins_equal_pyproject(env):
         name = canonicalize_name(req.name)
         assert name in pins, f"envs/{env}.yaml: {req.name} is not a dependency in pyproject.toml"
         assert str(req.specifier) == pins[name], (
-            f"envs/{env}.yaml pins {req.name}{req.specifier or ' (unpinned)'}, "
-            f"pyproject.toml pins {pins[name] or '(unpinned)'}"
+            f"envs/{env}.yaml pins {req.name}{req.specifier or ' (unpinned)'}, pyproject.toml pins {pins[name] or '(unpinned)'}"
         )
     # No package is given both through conda and pip (two versions would fight).
     conda_names = {canonicalize_name(n) for n in conda_packages(spec)}
@@ -99,7 +98,12 @@ def test_env_has_channels_and_post_deploy(env):
 def test_post_deploy_refuses_a_directory_that_is_not_grokpath(env, tmp_path):
     """Run from the wrong directory, the script stops with one line before pip runs."""
     out = subprocess.run(
-        ["bash", str(ENVS / f"{env}.post-deploy.sh")], cwd=tmp_path, capture_output=True, text=True, timeout=60, check=False,
+        ["bash", str(ENVS / f"{env}.post-deploy.sh")],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
         env={"PATH": os.environ["PATH"], "GROKPATH_REPO": str(tmp_path)},
     )
     assert out.returncode == 1

@@ -1,4 +1,5 @@
 """lm-eval evaluation per checkpoint, on a tiny OLMoE saved in tmp_path: the mini tasks and the benchmark tasks."""
+
 from __future__ import annotations
 
 import json
@@ -38,9 +39,18 @@ def make_model():
 
     torch.manual_seed(0)
     config = OlmoeConfig(
-        vocab_size=len(VOCAB), hidden_size=32, intermediate_size=64, num_hidden_layers=1,
-        num_attention_heads=2, num_key_value_heads=2, num_experts=4, num_experts_per_tok=2,
-        max_position_embeddings=64, pad_token_id=0, bos_token_id=1, eos_token_id=2,
+        vocab_size=len(VOCAB),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        num_key_value_heads=2,
+        num_experts=4,
+        num_experts_per_tok=2,
+        max_position_embeddings=64,
+        pad_token_id=0,
+        bos_token_id=1,
+        eos_token_id=2,
         output_router_logits=True,  # as the mini pretraining saves it (aux loss on)
     )
     return OlmoeForCausalLM(config)
@@ -66,8 +76,10 @@ def write_test_set(path: Path, examples: list[tuple[int, int]], domain: str) -> 
     with open(path, "w") as fh:
         for i, (a, b) in enumerate(examples):
             prompt, target = f"{a} + {b} =", f" {(a + b) % 10}"
-            fh.write(json.dumps({"sample_id": f"{domain}-{i:03d}", "prompt": prompt, "target": target,
-                                 "text": prompt + target + "\n"}) + "\n")
+            fh.write(
+                json.dumps({"sample_id": f"{domain}-{i:03d}", "prompt": prompt, "target": target, "text": prompt + target + "\n"})
+                + "\n"
+            )
     return path
 
 
@@ -79,8 +91,9 @@ def checkpoint(tmp_path_factory) -> Path:
     memorize(model, tokenizer, pairs(MEMORIZED))
     model.save_pretrained(out)
     tokenizer.save_pretrained(out)
-    (out / "provenance.json").write_text(json.dumps({"step": 100, "source": "mini", "revision": None,
-                                                     "revision_sha": "0123abcd" * 5}))
+    (out / "provenance.json").write_text(
+        json.dumps({"step": 100, "source": "mini", "revision": None, "revision_sha": "0123abcd" * 5})
+    )
     return out
 
 
@@ -91,7 +104,9 @@ def eval_cfg(**evaluation) -> dict:
 
 def test_domain_tasks_default_and_override():
     assert domain_tasks({"math": {}, "domain": {"task": "mmlu_college_chemistry"}}) == {
-        "math": "grokpath_math", "domain": "mmlu_college_chemistry"}
+        "math": "grokpath_math",
+        "domain": "mmlu_college_chemistry",
+    }
     with pytest.raises(ValueError, match="both name lm-eval task 'x'"):
         domain_tasks({"a": {"task": "x"}, "b": {"task": "x"}})
 
@@ -110,8 +125,9 @@ def test_run_evaluation_one_local_task(checkpoint, tmp_path):
     n = 12
     test_file = write_test_set(tmp_path / "world" / "math" / "test.jsonl", pairs(n), "math")
     out = tmp_path / "eval" / "step000100"
-    frame = run_evaluation(eval_cfg(batch_size=8, max_gen_toks=3), checkpoint, "step000100", out,
-                           test_files={"math": test_file}, threads=1)
+    frame = run_evaluation(
+        eval_cfg(batch_size=8, max_gen_toks=3), checkpoint, "step000100", out, test_files={"math": test_file}, threads=1
+    )
 
     saved = pd.read_parquet(out / "samples.parquet")
     assert list(saved.columns) == ["ckpt", "step", "revision_sha", "domain", "sample_id", "correct", "response", "target"]
@@ -146,8 +162,16 @@ def test_samples_frame_expands_groups_and_scores_multiple_choice():
 
     def mc(doc_id, lls, gold):
         acc = float(max(range(len(lls)), key=lls.__getitem__) == gold)
-        return {"doc_id": doc_id, "doc": {"q": "?"}, "target": gold, "filter": "none", "metrics": ["acc", "acc_norm"],
-                "filtered_resps": [(ll, False) for ll in lls], "acc": acc, "acc_norm": acc}
+        return {
+            "doc_id": doc_id,
+            "doc": {"q": "?"},
+            "target": gold,
+            "filter": "none",
+            "metrics": ["acc", "acc_norm"],
+            "filtered_resps": [(ll, False) for ll in lls],
+            "acc": acc,
+            "acc_norm": acc,
+        }
 
     results = {
         "group_subtasks": {"chem": ["chem_a", "chem_b"]},
@@ -171,13 +195,27 @@ def test_checkpoint_named_final_takes_its_step_from_checkpoints_steps(checkpoint
     final = tmp_path / "local" / "final"
     shutil.copytree(checkpoint, final)
     (final / "provenance.json").unlink()  # a local checkpoint made elsewhere has none
-    cfg = validate({"evaluation": {"batch_size": 8, "max_gen_toks": 3}, "domains": {"math": {}},
-                    "checkpoints": {"source": "local", "local": {"dir": str(tmp_path / "local"), "names": ["final"]},
-                                    "steps": {"final": 1234}}})
+    cfg = validate(
+        {
+            "evaluation": {"batch_size": 8, "max_gen_toks": 3},
+            "domains": {"math": {}},
+            "checkpoints": {
+                "source": "local",
+                "local": {"dir": str(tmp_path / "local"), "names": ["final"]},
+                "steps": {"final": 1234},
+            },
+        }
+    )
     test_file = write_test_set(tmp_path / "world" / "math" / "test.jsonl", pairs(4), "math")
     out = tmp_path / "eval" / "final"
-    frame = run_evaluation({k: cfg[k] for k in ("evaluation", "domains", "checkpoints")}, final, "final", out,
-                           test_files={"math": test_file}, threads=1)
+    frame = run_evaluation(
+        {k: cfg[k] for k in ("evaluation", "domains", "checkpoints")},
+        final,
+        "final",
+        out,
+        test_files={"math": test_file},
+        threads=1,
+    )
     assert frame["step"].tolist() == [1234] * 4 and frame["ckpt"].tolist() == ["final"] * 4
     assert frame["revision_sha"].isna().all()
     assert json.loads((out / "lm_eval.json").read_text())["grokpath"]["step"] == 1234
@@ -186,31 +224,53 @@ def test_checkpoint_named_final_takes_its_step_from_checkpoints_steps(checkpoint
 
 
 # ---------------------------------------------------------------- benchmark tasks (real study)
-BENCHMARK_TASKS = {"math": "grokpath_minerva_math", "code": "grokpath_humaneval_plus",
-                   "commonsense": "grokpath_commonsense_qa", "domain": "grokpath_mmlu_college_chemistry"}
+BENCHMARK_TASKS = {
+    "math": "grokpath_minerva_math",
+    "code": "grokpath_humaneval_plus",
+    "commonsense": "grokpath_commonsense_qa",
+    "domain": "grokpath_mmlu_college_chemistry",
+}
 
 
 def benchmark_records() -> dict[str, list[dict]]:
     """Three test records per domain in the test JSONL contract (each benchmark's own fields)."""
     math = [
         {"problem": "What is $1+1$?", "solution": "We add: $1+1=\\boxed{2}$.", "level": "Level 1", "type": "Algebra"},
-        {"problem": "Simplify $\\frac{2}{4}$.", "solution": "Divide by two: $\\boxed{\\frac{1}{2}}$.", "level": "Level 2", "type": "Prealgebra"},
+        {
+            "problem": "Simplify $\\frac{2}{4}$.",
+            "solution": "Divide by two: $\\boxed{\\frac{1}{2}}$.",
+            "level": "Level 2",
+            "type": "Prealgebra",
+        },
         {"problem": "Find $x$ if $2x=6$.", "solution": "So $x=\\boxed{3}$.", "level": "Level 1", "type": "Algebra"},
     ]
     code = [
-        {"task_id": f"HumanEval/{i}", "prompt": f"def f{i}(a, b):\n    \"\"\"Return a {op} b.\"\"\"\n",
-         "canonical_solution": f"    return a {op} b\n", "entry_point": f"f{i}",
-         "test": f"def check(candidate):\n    assert candidate(2, 3) == 2 {op} 3\n"}
+        {
+            "task_id": f"HumanEval/{i}",
+            "prompt": f'def f{i}(a, b):\n    """Return a {op} b."""\n',
+            "canonical_solution": f"    return a {op} b\n",
+            "entry_point": f"f{i}",
+            "test": f"def check(candidate):\n    assert candidate(2, 3) == 2 {op} 3\n",
+        }
         for i, op in enumerate(["+", "-", "*"])
     ]
     commonsense = [
-        {"id": f"q{i}", "question": f"Where would you put item {i}?", "question_concept": "item",
-         "choices": {"label": list("ABCDE"), "text": ["box", "shelf", "bag", "drawer", "floor"]}, "answerKey": key}
+        {
+            "id": f"q{i}",
+            "question": f"Where would you put item {i}?",
+            "question_concept": "item",
+            "choices": {"label": list("ABCDE"), "text": ["box", "shelf", "bag", "drawer", "floor"]},
+            "answerKey": key,
+        }
         for i, key in enumerate("ACE")
     ]
     domain = [
-        {"question": f"Which element has atomic number {z}?", "subject": "college_chemistry",
-         "choices": ["H", "He", "Li", "C"], "answer": ans}
+        {
+            "question": f"Which element has atomic number {z}?",
+            "subject": "college_chemistry",
+            "choices": ["H", "He", "Li", "C"],
+            "answer": ans,
+        }
         for z, ans in ((1, 0), (2, 1), (6, 3))
     ]
     records = {"math": math, "code": code, "commonsense": commonsense, "domain": domain}
@@ -234,16 +294,16 @@ def benchmark_tokenizer(texts: list[str]):
     core.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
     core.decoder = decoders.WordPiece(prefix="##")  # joins words with spaces
     core.post_processor = processors.TemplateProcessing(single="<bos> $A", special_tokens=[("<bos>", 1)])
-    return PreTrainedTokenizerFast(tokenizer_object=core, bos_token="<bos>", eos_token="<eos>", pad_token="<pad>",
-                                   unk_token="<unk>")
+    return PreTrainedTokenizerFast(
+        tokenizer_object=core, bos_token="<bos>", eos_token="<eos>", pad_token="<pad>", unk_token="<unk>"
+    )
 
 
 @pytest.fixture(scope="module")
 def benchmark_world(tmp_path_factory):
     """Test JSONL per domain and a tiny random OlmoeForCausalLM whose tokenizer knows their words."""
-    from transformers import OlmoeConfig, OlmoeForCausalLM
-
     from lm_eval.tasks.minerva_math.utils import list_fewshot_samples
+    from transformers import OlmoeConfig, OlmoeForCausalLM
 
     root = tmp_path_factory.mktemp("benchmarks")
     records = benchmark_records()
@@ -252,26 +312,46 @@ def benchmark_world(tmp_path_factory):
         tests[domain] = root / "data" / domain / "test.jsonl"
         tests[domain].parent.mkdir(parents=True)
         tests[domain].write_text("".join(json.dumps(r) + "\n" for r in rows))
-    texts = [json.dumps(r) for rows in records.values() for r in rows] + [
-        s["problem"] + " " + s["solution"] for s in list_fewshot_samples()] + ["Problem: Solution: Question: Answer:"]
+    texts = (
+        [json.dumps(r) for rows in records.values() for r in rows]
+        + [s["problem"] + " " + s["solution"] for s in list_fewshot_samples()]
+        + ["Problem: Solution: Question: Answer:"]
+    )
     tokenizer = benchmark_tokenizer(texts)
     torch.manual_seed(0)
-    model = OlmoeForCausalLM(OlmoeConfig(
-        vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2,
-        num_key_value_heads=2, num_experts=4, num_experts_per_tok=2, max_position_embeddings=2048,
-        pad_token_id=0, bos_token_id=1, eos_token_id=2))
+    model = OlmoeForCausalLM(
+        OlmoeConfig(
+            vocab_size=len(tokenizer),
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            num_key_value_heads=2,
+            num_experts=4,
+            num_experts_per_tok=2,
+            max_position_embeddings=2048,
+            pad_token_id=0,
+            bos_token_id=1,
+            eos_token_id=2,
+        )
+    )
     ckpt = root / "checkpoints" / "step5000-tokens20B"
     model.save_pretrained(ckpt)
     tokenizer.save_pretrained(ckpt)
-    (ckpt / "provenance.json").write_text(json.dumps({"step": 5000, "source": "hf", "revision": "step5000-tokens20B",
-                                                      "revision_sha": "f" * 40}))
+    (ckpt / "provenance.json").write_text(
+        json.dumps({"step": 5000, "source": "hf", "revision": "step5000-tokens20B", "revision_sha": "f" * 40})
+    )
     return {"root": root, "tests": tests, "records": records, "checkpoint": ckpt}
 
 
 def benchmark_cfg(**evaluation) -> dict:
-    cfg = validate({"evaluation": {"batch_size": 4, "max_gen_toks": 6, "bootstrap_iters": 0, **evaluation},
-                    "domains": {d: {"task": t} for d, t in BENCHMARK_TASKS.items()},
-                    "checkpoints": {"source": "hf", "hf": {"revisions": ["step5000-tokens20B"]}}})
+    cfg = validate(
+        {
+            "evaluation": {"batch_size": 4, "max_gen_toks": 6, "bootstrap_iters": 0, **evaluation},
+            "domains": {d: {"task": t} for d, t in BENCHMARK_TASKS.items()},
+            "checkpoints": {"source": "hf", "hf": {"revisions": ["step5000-tokens20B"]}},
+        }
+    )
     return {k: cfg[k] for k in ("evaluation", "domains", "checkpoints")}
 
 
@@ -279,8 +359,14 @@ def test_benchmark_eval_sample_ids_equal_the_test_jsonl_in_every_domain(benchmar
     """All four benchmark tasks through lm-eval on our own test files; code execution off."""
     out = benchmark_world["root"] / "eval" / "step5000-tokens20B"
     with caplog.at_level("WARNING", logger="grokpath.evaluation"):
-        run_evaluation(benchmark_cfg(), benchmark_world["checkpoint"], "step5000-tokens20B", out,
-                       test_files=benchmark_world["tests"], threads=1)
+        run_evaluation(
+            benchmark_cfg(),
+            benchmark_world["checkpoint"],
+            "step5000-tokens20B",
+            out,
+            test_files=benchmark_world["tests"],
+            threads=1,
+        )
     saved = pd.read_parquet(out / "samples.parquet")
     for domain, path in benchmark_world["tests"].items():
         expected = [json.loads(line)["sample_id"] for line in path.read_text().splitlines()]
@@ -312,8 +398,14 @@ def test_benchmark_code_runs_in_the_sandbox_when_allowed(benchmark_world):
     out = benchmark_world["root"] / "eval-code" / "step5000-tokens20B"
     cfg = benchmark_cfg(allow_code_execution=True, sandbox={"timeout_s": 5, "cpu_s": 5})
     cfg["domains"] = {"code": {"task": "grokpath_humaneval_plus"}}
-    frame = run_evaluation(cfg, benchmark_world["checkpoint"], "step5000-tokens20B", out,
-                           test_files={"code": benchmark_world["tests"]["code"]}, threads=1)
+    frame = run_evaluation(
+        cfg,
+        benchmark_world["checkpoint"],
+        "step5000-tokens20B",
+        out,
+        test_files={"code": benchmark_world["tests"]["code"]},
+        threads=1,
+    )
     # a random model's completions are not valid bodies: every program fails its tests
     assert frame["correct"].tolist() == [False, False, False] and frame["correct"].dtype == bool
 
@@ -327,8 +419,12 @@ def test_benchmark_scoring_functions_on_known_answers(monkeypatch):
     spec.loader.exec_module(bench)
 
     doc = {"problem": "Simplify $\\frac{2}{4}$.", "solution": "Divide by two: $\\boxed{\\frac{1}{2}}$."}
-    doc = {**doc, "answer": bench.minerva.normalize_final_answer(bench.minerva.remove_boxed(
-        bench.minerva.last_boxed_only_string(doc["solution"])))}
+    doc = {
+        **doc,
+        "answer": bench.minerva.normalize_final_answer(
+            bench.minerva.remove_boxed(bench.minerva.last_boxed_only_string(doc["solution"]))
+        ),
+    }
     right = "We halve.\nFinal Answer: The final answer is $0.5$. I hope it is correct."
     wrong = "Final Answer: The final answer is $\\frac{1}{3}$. I hope it is correct."
     extracted = bench.minerva_extract_answer([[right], [wrong], ["no answer"]], [doc] * 3)
@@ -347,14 +443,31 @@ def test_benchmark_scoring_functions_on_known_answers(monkeypatch):
     assert bench.humaneval_process_results(record, [broken])["pass@1"] == 0.0
 
 
-@pytest.mark.parametrize("ours, builtin, keys", [
-    ("grokpath_commonsense_qa.yaml", "commonsense_qa/default.yaml", ["doc_to_text", "doc_to_target", "doc_to_choice", "output_type", "metric_list"]),
-    ("grokpath_mmlu_college_chemistry.yaml", "mmlu/default/mmlu_college_chemistry.yaml",
-     ["doc_to_text", "doc_to_target", "doc_to_choice", "output_type", "metric_list", "description"]),
-    ("grokpath_humaneval_plus.yaml", "humaneval/humaneval_plus.yaml", ["doc_to_text", "doc_to_target", "output_type", "repeats"]),
-    ("grokpath_minerva_math.yaml", "minerva_math/minerva_math_algebra.yaml",
-     ["doc_to_target", "output_type", "num_fewshot", "generation_kwargs"]),
-])
+@pytest.mark.parametrize(
+    "ours, builtin, keys",
+    [
+        (
+            "grokpath_commonsense_qa.yaml",
+            "commonsense_qa/default.yaml",
+            ["doc_to_text", "doc_to_target", "doc_to_choice", "output_type", "metric_list"],
+        ),
+        (
+            "grokpath_mmlu_college_chemistry.yaml",
+            "mmlu/default/mmlu_college_chemistry.yaml",
+            ["doc_to_text", "doc_to_target", "doc_to_choice", "output_type", "metric_list", "description"],
+        ),
+        (
+            "grokpath_humaneval_plus.yaml",
+            "humaneval/humaneval_plus.yaml",
+            ["doc_to_text", "doc_to_target", "output_type", "repeats"],
+        ),
+        (
+            "grokpath_minerva_math.yaml",
+            "minerva_math/minerva_math_algebra.yaml",
+            ["doc_to_target", "output_type", "num_fewshot", "generation_kwargs"],
+        ),
+    ],
+)
 def test_benchmark_tasks_keep_the_builtin_prompt_and_metric(ours, builtin, keys):
     from pathlib import Path as _Path
 

@@ -1,4 +1,5 @@
 """Paper A's figure functions on small frames: what they plot (read back from the Figure), and the PNG + PDF writer."""
+
 from __future__ import annotations
 
 import matplotlib.figure
@@ -25,18 +26,62 @@ def tables():
     samples = study_samples(study)
     curves = build_curves(study_cfg(), samples, study["distances"])
     steps = sorted(curves["step"].unique())
-    groups = pd.DataFrame({"domain": ["math", "math", "code"], "train_group_step": [100, 200, 100], "test_group_step": [300, 400, 200],
-                           "n_train": 3, "n_test": 4, "similarity": [0.5, 0.6, 0.4], "delay_steps": [200, 200, 100], "backend": "tfidf"})
-    ablation = pd.DataFrame([{"domain": d, "parameter": p, "epsilon": e, "delta": 0.05 if p == "epsilon" else e / 40, "ckpt": f"s{s}",
-                              "step": s, "n_memorized": i, "fraction": i / 10}
-                             for d in ("math", "code") for p in ("epsilon", "delta") for e in (1.5, 2.0) for i, s in enumerate(steps)])
+    groups = pd.DataFrame(
+        {
+            "domain": ["math", "math", "code"],
+            "train_group_step": [100, 200, 100],
+            "test_group_step": [300, 400, 200],
+            "n_train": 3,
+            "n_test": 4,
+            "similarity": [0.5, 0.6, 0.4],
+            "delay_steps": [200, 200, 100],
+            "backend": "tfidf",
+        }
+    )
+    ablation = pd.DataFrame(
+        [
+            {
+                "domain": d,
+                "parameter": p,
+                "epsilon": e,
+                "delta": 0.05 if p == "epsilon" else e / 40,
+                "ckpt": f"s{s}",
+                "step": s,
+                "n_memorized": i,
+                "fraction": i / 10,
+            }
+            for d in ("math", "code")
+            for p in ("epsilon", "delta")
+            for e in (1.5, 2.0)
+            for i, s in enumerate(steps)
+        ]
+    )
     ablation.loc[ablation.parameter == "delta", "epsilon"] = 1.5
-    cross = pd.DataFrame({"ckpt": "x", "step": steps, "domain_a": "code", "domain_b": "math", "mean_distance": 10.0, "n_pairs": 9})
-    theory = pd.DataFrame({"seed": 0, "step": [0, 10, 20, 30], "routing_loss": [4, 3, 2, 1.0], "effective_dimension": [40, 30, 22, 20.0],
-                           "pathway_distance": [25, 15, 6, 4.0], "within_cluster_distance": [24, 12, 2, 0.0], "mean_top_gate": [0.4, 0.6, 0.8, 0.9]})
+    cross = pd.DataFrame(
+        {"ckpt": "x", "step": steps, "domain_a": "code", "domain_b": "math", "mean_distance": 10.0, "n_pairs": 9}
+    )
+    theory = pd.DataFrame(
+        {
+            "seed": 0,
+            "step": [0, 10, 20, 30],
+            "routing_loss": [4, 3, 2, 1.0],
+            "effective_dimension": [40, 30, 22, 20.0],
+            "pathway_distance": [25, 15, 6, 4.0],
+            "within_cluster_distance": [24, 12, 2, 0.0],
+            "mean_top_gate": [0.4, 0.6, 0.8, 0.9],
+        }
+    )
     grouped = aggregate_distances(study["distances"], memorization_group_sizes(samples), "memorized", "equal")
-    return {"curves": curves, "distances": study["distances"], "grouped": grouped, "groups": groups, "ablation": ablation,
-            "cross": cross, "theory": theory, "samples": samples}
+    return {
+        "curves": curves,
+        "distances": study["distances"],
+        "grouped": grouped,
+        "groups": groups,
+        "ablation": ablation,
+        "cross": cross,
+        "theory": theory,
+        "samples": samples,
+    }
 
 
 CASES = {
@@ -110,9 +155,14 @@ def test_fig05_and_fig09_plot_the_grouped_distances(tables):
     assert any(np.allclose(line.get_ydata(), expected["mean_distance"]) for line in lines)
     fig = paper_a.fig09_threshold_ablation(grouped)
     for threshold in (0.5, 0.7):
-        expected = grouped[(grouped.domain == "code") & (grouped.layer == -1) & (grouped.threshold == threshold)].sort_values("step")
-        assert any(np.allclose(line.get_ydata(), expected["mean_distance"]) for line in fig.axes[0].get_lines()
-                   if len(line.get_ydata()) == len(expected))
+        expected = grouped[(grouped.domain == "code") & (grouped.layer == -1) & (grouped.threshold == threshold)].sort_values(
+            "step"
+        )
+        assert any(
+            np.allclose(line.get_ydata(), expected["mean_distance"])
+            for line in fig.axes[0].get_lines()
+            if len(line.get_ydata()) == len(expected)
+        )
     # the full-pathway grouped distance at the main threshold is what curves.parquet holds
     main = grouped[(grouped.domain == "math") & (grouped.layer == -1) & (grouped.threshold == 0.7)].sort_values("step")
     np.testing.assert_allclose(main["mean_distance"], _domain(tables)["pathway_distance"])
@@ -165,7 +215,16 @@ def test_write_paper_a_figures_from_files(tmp_path, tables):
     out = tmp_path / "figs"
     cfg = study_cfg()
     cfg["figures"]["dpi"] = 40  # small PNGs keep the test fast
-    written = paper_a.write_paper_a_figures(cfg, paths["curves"], paths["samples"], paths["distances"], paths["cross"],
-                                            paths["groups"], paths["ablation"], tmp_path / "corr.csv", out)
+    written = paper_a.write_paper_a_figures(
+        cfg,
+        paths["curves"],
+        paths["samples"],
+        paths["distances"],
+        paths["cross"],
+        paths["groups"],
+        paths["ablation"],
+        tmp_path / "corr.csv",
+        out,
+    )
     assert [p.stem for p in written] == PAPER_A_FIGURES
     assert sorted(p.name for p in out.iterdir()) == sorted(f"{n}.{e}" for n in PAPER_A_FIGURES for e in ("png", "pdf"))

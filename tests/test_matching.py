@@ -1,4 +1,5 @@
 """Group similarity and Hungarian matching on tiny hand-checked cases."""
+
 from __future__ import annotations
 
 import json
@@ -53,18 +54,52 @@ def test_minilm_loads_offline(monkeypatch):
 
 
 def test_run_groups_file_to_file(tmp_path):
-    pd.DataFrame({"domain": "math", "sample_id": ["a", "b", "c"], "memorized": [True, True, False],
-                  "t_star_step": pd.array([100, 200, None], dtype="Int64")}).to_parquet(tmp_path / "mem.parquet")
-    pd.DataFrame({"domain": "math", "sample_id": ["x", "y"], "generalized": [True, True],
-                  "t_hash_step": pd.array([300, 400], dtype="Int64")}).to_parquet(tmp_path / "onset.parquet")
-    for name, rows in (("train", [("a", "apple banana"), ("b", "car engine wheel"), ("c", "zzz")]), ("test", [("x", "car wheel engine"), ("y", "banana apple")])):
+    pd.DataFrame(
+        {
+            "domain": "math",
+            "sample_id": ["a", "b", "c"],
+            "memorized": [True, True, False],
+            "t_star_step": pd.array([100, 200, None], dtype="Int64"),
+        }
+    ).to_parquet(tmp_path / "mem.parquet")
+    pd.DataFrame(
+        {
+            "domain": "math",
+            "sample_id": ["x", "y"],
+            "generalized": [True, True],
+            "t_hash_step": pd.array([300, 400], dtype="Int64"),
+        }
+    ).to_parquet(tmp_path / "onset.parquet")
+    for name, rows in (
+        ("train", [("a", "apple banana"), ("b", "car engine wheel"), ("c", "zzz")]),
+        ("test", [("x", "car wheel engine"), ("y", "banana apple")]),
+    ):
         (tmp_path / f"{name}.jsonl").write_text("".join(json.dumps({"sample_id": s, "text": t}) + "\n" for s, t in rows))
     cfg = {"matching": {"backend": "tfidf", "batch_size": 8, "text_field": "text"}}
     out = tmp_path / "groups.parquet"
-    run_groups(cfg, "math", tmp_path / "mem.parquet", tmp_path / "onset.parquet", tmp_path / "train.jsonl", tmp_path / "test.jsonl", out)
+    run_groups(
+        cfg, "math", tmp_path / "mem.parquet", tmp_path / "onset.parquet", tmp_path / "train.jsonl", tmp_path / "test.jsonl", out
+    )
     frame = pd.read_parquet(out)
-    assert list(frame.columns) == ["domain", "train_group_step", "test_group_step", "n_train", "n_test", "similarity", "delay_steps", "backend"]
+    assert list(frame.columns) == [
+        "domain",
+        "train_group_step",
+        "test_group_step",
+        "n_train",
+        "n_test",
+        "similarity",
+        "delay_steps",
+        "backend",
+    ]
     assert frame["delay_steps"].tolist() == [300, 100]
     (tmp_path / "test.jsonl").write_text(json.dumps({"sample_id": "x", "text": "t"}) + "\n")
     with pytest.raises(ValueError, match="'y' has no text"):
-        run_groups(cfg, "math", tmp_path / "mem.parquet", tmp_path / "onset.parquet", tmp_path / "train.jsonl", tmp_path / "test.jsonl", out)
+        run_groups(
+            cfg,
+            "math",
+            tmp_path / "mem.parquet",
+            tmp_path / "onset.parquet",
+            tmp_path / "train.jsonl",
+            tmp_path / "test.jsonl",
+            out,
+        )

@@ -1,4 +1,5 @@
 """Memorization steps t* and ε calibration on hand-made loss tables."""
+
 from __future__ import annotations
 
 import pandas as pd
@@ -87,7 +88,11 @@ def test_relative_ablation_grid_drops_non_positive():
     assert memorization.ablation_epsilons(section, 0.2) == [0.2, 0.3]
     assert memorization.ablation_epsilons({**section, "ablation_epsilon_relative": False}, 0.2) == [0.1]
     # factors scale the calibrated ε (0.002 x 0.5, 1, 3) and override the offsets
-    assert memorization.ablation_epsilons({**section, "ablation_epsilon_factors": [0.5, 1.0, 3.0]}, 0.002) == [0.001, 0.002, 0.006]
+    assert memorization.ablation_epsilons({**section, "ablation_epsilon_factors": [0.5, 1.0, 3.0]}, 0.002) == [
+        0.001,
+        0.002,
+        0.006,
+    ]
 
 
 def test_per_domain_epsilon():
@@ -98,26 +103,62 @@ def test_per_domain_epsilon():
 
 
 def test_run_memorization_file_to_file(tmp_path):
-    section = {"epsilon": 1.0, "epsilon_step": 0.1, "target_fraction": [0.2, 0.25], "delta": 0.05,
-               "ablation_epsilons": [0.0, 0.5], "ablation_epsilon_relative": True, "ablation_deltas": [0.03, 0.05]}
+    section = {
+        "epsilon": 1.0,
+        "epsilon_step": 0.1,
+        "target_fraction": [0.2, 0.25],
+        "delta": 0.05,
+        "ablation_epsilons": [0.0, 0.5],
+        "ablation_epsilon_relative": True,
+        "ablation_deltas": [0.03, 0.05],
+    }
     paths = []
     for k, step in enumerate(STEPS):
         path = tmp_path / f"step{step:06d}" / "math_train.parquet"
         ids = list(LOSSES)
-        write_parquet(pa.table({"sample_id": ids, "domain": ["math"] * 5, "ckpt": [f"step{step:06d}"] * 5,
-                                "step": pa.array([step] * 5, pa.int64()), "revision_sha": [f"sha{step}"] * 5,
-                                "loss": pa.array([LOSSES[s][k] for s in ids], pa.float32())}), path)
+        write_parquet(
+            pa.table(
+                {
+                    "sample_id": ids,
+                    "domain": ["math"] * 5,
+                    "ckpt": [f"step{step:06d}"] * 5,
+                    "step": pa.array([step] * 5, pa.int64()),
+                    "revision_sha": [f"sha{step}"] * 5,
+                    "loss": pa.array([LOSSES[s][k] for s in ids], pa.float32()),
+                }
+            ),
+            path,
+        )
         paths.append(path)
     out, ablation_out = tmp_path / "mem.parquet", tmp_path / "abl.parquet"
     run_memorization({"memorization": section}, "math", paths, out, ablation_out)
     frame = pd.read_parquet(out)
-    assert list(frame.columns) == ["domain", "sample_id", "memorized", "t_star_step", "t_star_ckpt", "t_star_revision_sha",
-                                   "epsilon", "delta", "epsilon_mode"]
+    assert list(frame.columns) == [
+        "domain",
+        "sample_id",
+        "memorized",
+        "t_star_step",
+        "t_star_ckpt",
+        "t_star_revision_sha",
+        "epsilon",
+        "delta",
+        "epsilon_mode",
+    ]
     row = frame.set_index("sample_id").loc["b"]
     assert row.t_star_step == 400 and row.t_star_ckpt == "step000400" and row.t_star_revision_sha == "sha400"
     assert pd.isna(frame.set_index("sample_id").loc["c", "t_star_ckpt"])
     abl = pd.read_parquet(ablation_out)
-    assert list(abl.columns) == ["domain", "parameter", "epsilon", "delta", "ckpt", "step", "n_memorized", "fraction", "revision_sha"]
+    assert list(abl.columns) == [
+        "domain",
+        "parameter",
+        "epsilon",
+        "delta",
+        "ckpt",
+        "step",
+        "n_memorized",
+        "fraction",
+        "revision_sha",
+    ]
     assert (abl["revision_sha"] == "sha" + abl["step"].astype(str)).all()
     assert sorted(abl.query("parameter == 'epsilon'")["epsilon"].unique()) == [1.0, 1.5]
     assert read_metadata(out)["calibration"]["math"]["mode"] == "fixed"

@@ -1,13 +1,13 @@
 """notebooks/explore.ipynb runs top to bottom on the smoke run's results/ and draws its figures."""
+
 from __future__ import annotations
 
 import json
 
 import nbformat
 import pytest
-from nbclient import NotebookClient
-
 from conftest import REPO
+from nbclient import NotebookClient
 
 pytestmark = pytest.mark.e2e
 

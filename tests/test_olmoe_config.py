@@ -1,5 +1,6 @@
 """config/olmoe.yaml is complete on its own: merged over config/config.yaml as Snakemake merges
 configfiles, it has the real study's values, and its DAG dry-runs on a fresh tree."""
+
 from __future__ import annotations
 
 import copy
@@ -8,9 +9,9 @@ import re
 
 import pytest
 import yaml
+from conftest import REPO, make_workdir, run_snakemake
 from snakemake.utils import update_config
 
-from conftest import REPO, make_workdir, run_snakemake
 from grokpath.checkpoints import checkpoint_names, parse_step
 from grokpath.config import load_schema, validate
 
@@ -61,7 +62,14 @@ def test_lora_on_and_code_execution_off(olmoe):
     evaluation = olmoe["evaluation"]
     assert evaluation["tuning"] == "lora" and evaluation["allow_code_execution"] is False
     lora = evaluation["lora"]
-    assert (lora["r"], lora["dropout"], lora["lr"], lora["batch_size"], lora["max_length"], lora["epochs"]) == (32, 0.1, 5e-5, 4, 2048, 3)
+    assert (lora["r"], lora["dropout"], lora["lr"], lora["batch_size"], lora["max_length"], lora["epochs"]) == (
+        32,
+        0.1,
+        5e-5,
+        4,
+        2048,
+        3,
+    )
     assert lora["target_modules"] == ["q_proj", "k_proj", "v_proj"]
     text = (REPO / "config" / "olmoe.yaml").read_text()
     # the comment right above the key says how to opt in
@@ -91,9 +99,17 @@ def test_data_stage_is_the_real_one(olmoe):
 def test_no_mini_world_value_survives_the_merge(olmoe, base):
     """Every setting config.yaml tunes for the mini world is set back by olmoe.yaml."""
     mini_only = [
-        ("traces", "loss_on"), ("traces", "max_length"), ("traces", "device"), ("traces", "dtype"),
-        ("evaluation", "max_gen_toks"), ("evaluation", "device"), ("evaluation", "tuning"),
-        ("resources", "pathways"), ("resources", "cross_distances"), ("study", "name"), ("checkpoints", "source"),
+        ("traces", "loss_on"),
+        ("traces", "max_length"),
+        ("traces", "device"),
+        ("traces", "dtype"),
+        ("evaluation", "max_gen_toks"),
+        ("evaluation", "device"),
+        ("evaluation", "tuning"),
+        ("resources", "pathways"),
+        ("resources", "cross_distances"),
+        ("study", "name"),
+        ("checkpoints", "source"),
     ]
     for section, key in mini_only:
         assert olmoe[section][key] != base[section][key], f"{section}.{key} keeps the mini value {base[section][key]!r}"

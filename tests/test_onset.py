@@ -1,4 +1,5 @@
 """Generalization onset t# on hand-made correctness tables."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -40,7 +41,9 @@ def test_never_generalizes():
 
 
 def test_onset_steps_frame_and_missing_row():
-    samples = pd.DataFrame({"sample_id": ["p"] * 3 + ["q"] * 3, "step": [5, 10, 15] * 2, "correct": [0, 1, 1, 0, 0, 0]}).astype({"correct": bool})
+    samples = pd.DataFrame({"sample_id": ["p"] * 3 + ["q"] * 3, "step": [5, 10, 15] * 2, "correct": [0, 1, 1, 0, 0, 0]}).astype(
+        {"correct": bool}
+    )
     frame = onset_steps(samples)
     assert frame["generalized"].tolist() == [True, False]
     assert frame["t_hash_step"].iloc[0] == 10 and pd.isna(frame["t_hash_step"].iloc[1])
@@ -53,8 +56,18 @@ def test_run_onset_file_to_file(tmp_path):
     for step, correct in ((100, [False, True]), (200, [True, True]), (300, [True, False])):
         path = tmp_path / f"step{step:06d}" / "samples.parquet"
         path.parent.mkdir()
-        pd.DataFrame({"ckpt": f"step{step:06d}", "step": step, "domain": ["math", "math", "code"], "sample_id": ["m0", "m1", "c0"],
-                      "correct": [*correct, True], "response": "", "target": "", "revision_sha": f"sha{step}"}).to_parquet(path)
+        pd.DataFrame(
+            {
+                "ckpt": f"step{step:06d}",
+                "step": step,
+                "domain": ["math", "math", "code"],
+                "sample_id": ["m0", "m1", "c0"],
+                "correct": [*correct, True],
+                "response": "",
+                "target": "",
+                "revision_sha": f"sha{step}",
+            }
+        ).to_parquet(path)
         paths.append(path)
     out = tmp_path / "onset.parquet"
     run_onset({"onset": {"min_accuracy": 0.8, "max_errors": 1, "require_correct_at_onset": True}}, "math", paths, out)

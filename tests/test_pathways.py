@@ -1,4 +1,5 @@
 """Pathway strings, Levenshtein means and routing entropy, checked against hand-computed values."""
+
 from __future__ import annotations
 
 import math
@@ -124,7 +125,9 @@ def test_group_means_expert_level_and_layer_strings_match_plain():
 
 def test_group_means_sample_only_groups_over_max_pairs():
     strings = ["a", "b", "c", "d", "e", "f"]  # every distinct pair has distance 1
-    got = pathways.group_mean_distances(strings, {"big": np.arange(6), "small": np.array([0, 1, 2]), "one": np.array([4])}, max_pairs=5)
+    got = pathways.group_mean_distances(
+        strings, {"big": np.arange(6), "small": np.array([0, 1, 2]), "one": np.array([4])}, max_pairs=5
+    )
     assert got["big"] == (1.0, 5, True)  # 15 pairs > 5: sampled
     assert got["small"] == (1.0, 3, False)  # 3 pairs: exact
     assert math.isnan(got["one"][0]) and got["one"][1:] == (0, False)
@@ -168,7 +171,13 @@ def write_trace(path, domain, split, ckpt, step, ids, routing, revision_sha=None
 
 
 def test_run_pathways_and_cross_distances(tmp_path):
-    routing = np.array([[[0.1, 0.4, 0.2, 0.3], [0.6, 0.1, 0.1, 0.2]], [[0.5, 0.3, 0.1, 0.1], [0.6, 0.1, 0.1, 0.2]], [[0.1, 0.1, 0.1, 0.7], [0.0, 0.0, 0.2, 0.8]]])
+    routing = np.array(
+        [
+            [[0.1, 0.4, 0.2, 0.3], [0.6, 0.1, 0.1, 0.2]],
+            [[0.5, 0.3, 0.1, 0.1], [0.6, 0.1, 0.1, 0.2]],
+            [[0.1, 0.1, 0.1, 0.7], [0.0, 0.0, 0.2, 0.8]],
+        ]
+    )
     ids = ["s0", "s1", "s2"]
     traces = []
     for ckpt, step in (("step000100", 100), ("step000200", 200)):
@@ -176,21 +185,59 @@ def test_run_pathways_and_cross_distances(tmp_path):
             for split in ("train", "test"):
                 path = tmp_path / "traces" / ckpt / f"{domain}_{split}.parquet"
                 write_trace(path, domain, split, ckpt, step, ids, routing, f"sha-{step}")
-    memorized = pd.DataFrame({"domain": "math", "sample_id": ids, "memorized": [True, True, False],
-                              "t_star_step": pd.array([100, 100, None], dtype="Int64")})
+    memorized = pd.DataFrame(
+        {
+            "domain": "math",
+            "sample_id": ids,
+            "memorized": [True, True, False],
+            "t_star_step": pd.array([100, 100, None], dtype="Int64"),
+        }
+    )
     memorized.to_parquet(tmp_path / "mem.parquet")
-    cfg = {"pathways": {"threshold": 0.7, "include_crossing": True, "ablation_thresholds": [0.5, 0.7], "level": "char",
-                        "max_pairs": None, "seed": 0, "block_rows": 2, "distance_split": "train", "splits": ["train", "test"]}}
+    cfg = {
+        "pathways": {
+            "threshold": 0.7,
+            "include_crossing": True,
+            "ablation_thresholds": [0.5, 0.7],
+            "level": "char",
+            "max_pairs": None,
+            "seed": 0,
+            "block_rows": 2,
+            "distance_split": "train",
+            "splits": ["train", "test"],
+        }
+    }
     traces = sorted((tmp_path / "traces").glob("*/math_*.parquet"))
     run_pathways(cfg, "math", traces, tmp_path / "mem.parquet", tmp_path / "pw.parquet", tmp_path / "dist.parquet")
     pw = pd.read_parquet(tmp_path / "pw.parquet")
-    assert list(pw.columns) == ["ckpt", "step", "domain", "split", "sample_id", "pathway", "n_experts_total", "entropy", "revision_sha"]
+    assert list(pw.columns) == [
+        "ckpt",
+        "step",
+        "domain",
+        "split",
+        "sample_id",
+        "pathway",
+        "n_experts_total",
+        "entropy",
+        "revision_sha",
+    ]
     assert set(zip(pw.step, pw.revision_sha)) == {(100, "sha-100"), (200, "sha-200")}
     assert len(pw) == 2 * 2 * 3
     # s2 layer 0: 3 (0.7, equal: not passing), then the 0.1 tie goes to expert 0
     assert pw.loc[(pw.step == 100) & (pw.split == "train"), "pathway"].tolist() == ["1,3,2-0,3", "0,1-0,3", "3,0-3"]
     dist = pd.read_parquet(tmp_path / "dist.parquet")
-    assert list(dist.columns) == ["ckpt", "step", "domain", "group", "threshold", "layer", "mean_distance", "n_pairs", "sampled", "revision_sha"]
+    assert list(dist.columns) == [
+        "ckpt",
+        "step",
+        "domain",
+        "group",
+        "threshold",
+        "layer",
+        "mean_distance",
+        "n_pairs",
+        "sampled",
+        "revision_sha",
+    ]
     assert set(zip(dist.step, dist.revision_sha)) == {(100, "sha-100"), (200, "sha-200")}
     # groups with >= 2 samples: all, memorized, t*=100 (not_memorized has 1 sample)
     assert set(dist["group"]) == {"all", "memorized", "t*=100"}
@@ -207,7 +254,9 @@ def test_run_pathways_and_cross_distances(tmp_path):
 
     code_traces = sorted((tmp_path / "traces").glob("*/code_*.parquet"))
     memorized.assign(domain="code").to_parquet(tmp_path / "mem_code.parquet")
-    run_pathways(cfg, "code", code_traces, tmp_path / "mem_code.parquet", tmp_path / "pw_code.parquet", tmp_path / "dist_code.parquet")
+    run_pathways(
+        cfg, "code", code_traces, tmp_path / "mem_code.parquet", tmp_path / "pw_code.parquet", tmp_path / "dist_code.parquet"
+    )
     run_cross_distances(cfg, [tmp_path / "pw.parquet", tmp_path / "pw_code.parquet"], tmp_path / "cross.parquet")
     cross = pd.read_parquet(tmp_path / "cross.parquet")
     assert list(cross.columns) == ["ckpt", "step", "domain_a", "domain_b", "mean_distance", "n_pairs", "sampled", "revision_sha"]
@@ -220,11 +269,31 @@ def test_run_pathways_and_cross_distances(tmp_path):
 def test_run_pathways_rejects_unknown_sample(tmp_path):
     routing = np.full((2, 1, 2), 0.5)
     write_trace(tmp_path / "c" / "math_train.parquet", "math", "train", "step000001", 1, ["a", "zz"], routing)
-    pd.DataFrame({"domain": "math", "sample_id": ["a"], "memorized": [True], "t_star_step": pd.array([1], dtype="Int64")}).to_parquet(tmp_path / "m.parquet")
-    cfg = {"pathways": {"threshold": 0.7, "include_crossing": True, "ablation_thresholds": [], "level": "char",
-                        "max_pairs": None, "seed": 0, "block_rows": 8, "distance_split": "train", "splits": ["train"]}}
+    pd.DataFrame(
+        {"domain": "math", "sample_id": ["a"], "memorized": [True], "t_star_step": pd.array([1], dtype="Int64")}
+    ).to_parquet(tmp_path / "m.parquet")
+    cfg = {
+        "pathways": {
+            "threshold": 0.7,
+            "include_crossing": True,
+            "ablation_thresholds": [],
+            "level": "char",
+            "max_pairs": None,
+            "seed": 0,
+            "block_rows": 8,
+            "distance_split": "train",
+            "splits": ["train"],
+        }
+    }
     with pytest.raises(ValueError, match="'zz'"):
-        run_pathways(cfg, "math", [tmp_path / "c" / "math_train.parquet"], tmp_path / "m.parquet", tmp_path / "p.parquet", tmp_path / "d.parquet")
+        run_pathways(
+            cfg,
+            "math",
+            [tmp_path / "c" / "math_train.parquet"],
+            tmp_path / "m.parquet",
+            tmp_path / "p.parquet",
+            tmp_path / "d.parquet",
+        )
     assert not (tmp_path / "p.parquet").exists()
 
 

@@ -1,4 +1,5 @@
 """Mini pretraining: loadable checkpoints with provenance, loss/monitor tables, exact resume."""
+
 from __future__ import annotations
 
 import json
@@ -16,18 +17,29 @@ from grokpath.world import build_world
 
 DOMAINS = ["math", "code", "commonsense", "domain"]
 MICRO = {
-    "threads": 1, "steps": 6, "checkpoint_steps": [2, 4, 6], "warmup_steps": 2, "batch_size": 8,
-    "hidden_size": 16, "intermediate_size": 16, "num_layers": 2, "num_heads": 2, "num_experts": 4, "top_k": 2,
+    "threads": 1,
+    "steps": 6,
+    "checkpoint_steps": [2, 4, 6],
+    "warmup_steps": 2,
+    "batch_size": 8,
+    "hidden_size": 16,
+    "intermediate_size": 16,
+    "num_layers": 2,
+    "num_heads": 2,
+    "num_experts": 4,
+    "top_k": 2,
     "monitor_probes": 4,
 }
 
 
 def micro_cfg(**pretrain_overrides) -> dict:
-    return validate({
-        "world": {"modulus": 5, "n_relations": 2, "max_test": 10, "max_validation": 5},
-        "pretrain": {**MICRO, **pretrain_overrides},
-        "domains": {d: {} for d in DOMAINS},
-    })
+    return validate(
+        {
+            "world": {"modulus": 5, "n_relations": 2, "max_test": 10, "max_validation": 5},
+            "pretrain": {**MICRO, **pretrain_overrides},
+            "domains": {d: {} for d in DOMAINS},
+        }
+    )
 
 
 @pytest.fixture(scope="module")
@@ -38,8 +50,16 @@ def world(tmp_path_factory):
 
 
 def run(cfg, world, out, **kwargs):
-    pretrain(cfg, world / "world", world / "tokenizer", out / "checkpoints", out / "loss.parquet",
-             monitor_path=out / "monitor.parquet", state_dir=out / "state", **kwargs)
+    pretrain(
+        cfg,
+        world / "world",
+        world / "tokenizer",
+        out / "checkpoints",
+        out / "loss.parquet",
+        monitor_path=out / "monitor.parquet",
+        state_dir=out / "state",
+        **kwargs,
+    )
 
 
 def weights(path) -> dict:
@@ -56,15 +76,26 @@ def test_checkpoints_loss_and_monitor(world, tmp_path):
         prov = json.loads((ckpt / "provenance.json").read_text())
         assert prov["step"] == step and prov["source"] == "mini"
         assert prov["revision"] is None and prov["revision_sha"] is None and len(prov["config_hash"]) == 16
-    assert weights(tmp_path / "checkpoints" / "step000002")["model.embed_tokens.weight"].ne(
-        weights(tmp_path / "checkpoints" / "step000006")["model.embed_tokens.weight"]).any()
+    assert (
+        weights(tmp_path / "checkpoints" / "step000002")["model.embed_tokens.weight"]
+        .ne(weights(tmp_path / "checkpoints" / "step000006")["model.embed_tokens.weight"])
+        .any()
+    )
     loss = pd.read_parquet(tmp_path / "loss.parquet")
     assert list(loss["step"]) == [1, 2, 3, 4, 5, 6]
     assert {"loss", "lr", "aux_loss", *(f"loss_{d}" for d in DOMAINS)} <= set(loss.columns)
     assert loss[[f"loss_{d}" for d in DOMAINS]].mean(axis=1).round(5).tolist() == loss["loss"].round(5).tolist()
     assert loss["lr"].tolist()[:3] == pytest.approx([0.001, 0.002, 0.002])
     monitor = pd.read_parquet(tmp_path / "monitor.parquet")
-    assert list(monitor.columns) == ["step", "domain", "pathway_distance", "consistency", "mean_cosine", "probe_loss", "token_entropy"]
+    assert list(monitor.columns) == [
+        "step",
+        "domain",
+        "pathway_distance",
+        "consistency",
+        "mean_cosine",
+        "probe_loss",
+        "token_entropy",
+    ]
     assert ((monitor["token_entropy"] > 0) & (monitor["token_entropy"] < math.log(4))).all()  # 4 experts
     assert len(monitor) == 3 * len(DOMAINS) and set(monitor["domain"]) == set(DOMAINS)
     assert (monitor["pathway_distance"] >= 0).all() and (monitor["probe_loss"] > 0).all()
@@ -81,8 +112,12 @@ def test_resume_after_interruption_is_exact(world, tmp_path):
     for name in ("step000002", "step000006"):
         a, b = weights(tmp_path / "whole" / "checkpoints" / name), weights(tmp_path / "cut" / "checkpoints" / name)
         assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
-    pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "whole" / "loss.parquet"), pd.read_parquet(tmp_path / "cut" / "loss.parquet"))
-    pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "whole" / "monitor.parquet"), pd.read_parquet(tmp_path / "cut" / "monitor.parquet"))
+    pd.testing.assert_frame_equal(
+        pd.read_parquet(tmp_path / "whole" / "loss.parquet"), pd.read_parquet(tmp_path / "cut" / "loss.parquet")
+    )
+    pd.testing.assert_frame_equal(
+        pd.read_parquet(tmp_path / "whole" / "monitor.parquet"), pd.read_parquet(tmp_path / "cut" / "monitor.parquet")
+    )
     # a state from another config is refused, naming the state file
     with pytest.raises(ValueError, match="another config"):
         run(micro_cfg(lr=0.01), world, tmp_path / "cut")
@@ -142,8 +177,13 @@ def test_no_weight_decay_groups_on_a_real_model(world):
     kinds = {name: parameter_kind(model, name) for name, _ in model.named_parameters()}
     # 2 layers x (input, post-attention, q, k norms) + the final norm; OLMoE has no biases
     assert sorted(n for n, k in kinds.items() if k == "norm") == sorted(
-        [f"model.layers.{i}.{m}.weight" for i in range(2)
-         for m in ("input_layernorm", "post_attention_layernorm", "self_attn.q_norm", "self_attn.k_norm")] + ["model.norm.weight"])
+        [
+            f"model.layers.{i}.{m}.weight"
+            for i in range(2)
+            for m in ("input_layernorm", "post_attention_layernorm", "self_attn.q_norm", "self_attn.k_norm")
+        ]
+        + ["model.norm.weight"]
+    )
     assert [n for n, k in kinds.items() if k == "router"] == ["model.layers.0.mlp.gate.weight", "model.layers.1.mlp.gate.weight"]
     assert [n for n, k in kinds.items() if k == "embedding"] == ["model.embed_tokens.weight"]
     assert not any(k == "bias" for k in kinds.values())
@@ -166,9 +206,25 @@ def test_log_checkpoint_schedule_by_hand():
     from grokpath.checkpoints import mini_checkpoint_steps
 
     # geomspace(3, 12, 3) = 3, 6, 12; geomspace(25, 1500, 12) ratio 60^(1/11) = 1.4510, rounded
-    assert mini_checkpoint_steps({"steps": 12, "n_checkpoints": 3, "checkpoint_schedule": "log", "first_checkpoint": 3}) == [3, 6, 12]
+    assert mini_checkpoint_steps({"steps": 12, "n_checkpoints": 3, "checkpoint_schedule": "log", "first_checkpoint": 3}) == [
+        3,
+        6,
+        12,
+    ]
     assert mini_checkpoint_steps({"steps": 1500, "n_checkpoints": 12, "checkpoint_schedule": "log", "first_checkpoint": 25}) == [
-        25, 36, 53, 76, 111, 161, 233, 338, 491, 713, 1034, 1500]
+        25,
+        36,
+        53,
+        76,
+        111,
+        161,
+        233,
+        338,
+        491,
+        713,
+        1034,
+        1500,
+    ]
     assert mini_checkpoint_steps({"steps": 12, "n_checkpoints": 3}) == [4, 8, 12]
 
 

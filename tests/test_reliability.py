@@ -4,6 +4,7 @@
 --rerun-incomplete. Its outputs are compared with `smoke_run`'s, so a mismatch means either the resume
 or the pipeline is not deterministic: the message names the file to look at.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -24,11 +25,24 @@ SKIPPED_NAMES = {"lm_eval.json", "report.html", ".snakemake_timestamp"}
 VOLATILE_METADATA = {"seconds", "device"}
 # The tables and the gathered per-sample metrics of a run (sorted as the test lists them).
 HEADLINE = [
-    "tables/correlations.csv", "tables/onset.csv",
-    *(f"metrics/{name}.parquet" for name in [
-        "consistency", "cross_distances", "curves", "distances", "groups", "memorization",
-        "memorization_ablation", "onset", "pathways", "samples", "theory",
-    ]),
+    "tables/correlations.csv",
+    "tables/onset.csv",
+    *(
+        f"metrics/{name}.parquet"
+        for name in [
+            "consistency",
+            "cross_distances",
+            "curves",
+            "distances",
+            "groups",
+            "memorization",
+            "memorization_ablation",
+            "onset",
+            "pathways",
+            "samples",
+            "theory",
+        ]
+    ),
 ]
 
 

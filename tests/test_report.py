@@ -4,6 +4,7 @@ Snakemake 9 writes a self-contained HTML file for `--report x.html` (a .zip for 
 results as JavaScript literals: `var categories = {category: {subcategory: [path, ...]}}` and
 `var results = {path: {caption, mime_type, data_uri, ...}}`, and the front page as `var workflow_desc`.
 """
+
 from __future__ import annotations
 
 import base64
@@ -12,8 +13,8 @@ import json
 import re
 
 import pytest
-
 from conftest import REPO
+
 from grokpath.figures import PAPER_A_FIGURES, PAPER_B_FIGURES
 
 pytestmark = pytest.mark.e2e

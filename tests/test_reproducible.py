@@ -6,12 +6,12 @@ recomputes everything from the traces on: traces, evaluation, the per-sample met
 analysis tables. Bytes are compared, not contents: a timestamp or a machine name in Parquet
 metadata, an unordered dict or a thread-dependent sum all show up here.
 """
+
 from __future__ import annotations
 
 import shutil
 
 import pytest
-
 from conftest import SMOKE_ARGS, make_workdir, run_snakemake
 
 pytestmark = pytest.mark.e2e

@@ -1,4 +1,5 @@
 """The code benchmark's best-effort sandbox: real child processes, real limits."""
+
 from __future__ import annotations
 
 import socket
@@ -49,8 +50,11 @@ def test_write_outside_the_temp_dir_is_refused(tmp_path):
     # os-level calls are refused too; nothing is created or removed outside
     keep = tmp_path / "keep.txt"
     keep.write_text("keep")
-    for code in (f"import os; os.mkdir({str(tmp_path / 'newdir')!r})", f"import os; os.remove({str(keep)!r})",
-                 f"import os; os.open({str(target)!r}, os.O_WRONLY | os.O_CREAT)"):
+    for code in (
+        f"import os; os.mkdir({str(tmp_path / 'newdir')!r})",
+        f"import os; os.remove({str(keep)!r})",
+        f"import os; os.open({str(target)!r}, os.O_WRONLY | os.O_CREAT)",
+    ):
         result = run_program(code + "\n")
         assert not result.passed and "refused by the grokpath sandbox" in result.stderr, code
     assert keep.read_text() == "keep" and not (tmp_path / "newdir").exists() and not target.exists()

@@ -1,4 +1,5 @@
 """Security defaults: no remote code unless the config asks, and no network in the default path."""
+
 from __future__ import annotations
 
 import json
@@ -9,8 +10,8 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from conftest import REPO, no_network_env
+
 from grokpath.checkpoints import load_model, load_tokenizer
 from grokpath.config import load_schema, validate
 from grokpath.evaluation import model_args
@@ -39,7 +40,7 @@ def test_every_auto_from_pretrained_passes_trust_remote_code():
             while depth and end < len(text):
                 depth += {"(": 1, ")": -1}.get(text[end], 0)
                 end += 1
-            calls.append((path.name, text[match.start():end]))
+            calls.append((path.name, text[match.start() : end]))
     assert calls
     missing = [f"{name}: {call}" for name, call in calls if "trust_remote_code" not in call]
     assert missing == [], "Auto*.from_pretrained without an explicit trust_remote_code"

@@ -1,4 +1,5 @@
 """Data stage: selection from local files in each dataset's real columns (data.source: local)."""
+
 from __future__ import annotations
 
 import hashlib
@@ -44,8 +45,15 @@ def standin(tmp_path_factory) -> dict:
 
 
 def make_cfg(standin, **data) -> dict:
-    base = {"source": "local", "local_dir": str(standin["local"]), "tokenizer": {"path": str(standin["tokenizer"])},
-            "n_train": 1000, "n_validation": 1000, "min_tokens": 8, "max_tokens": 400}
+    base = {
+        "source": "local",
+        "local_dir": str(standin["local"]),
+        "tokenizer": {"path": str(standin["tokenizer"])},
+        "n_train": 1000,
+        "n_validation": 1000,
+        "min_tokens": 8,
+        "max_tokens": 400,
+    }
     return validate({"data": {**base, **data}})
 
 
@@ -158,7 +166,9 @@ def test_manifest_matches_files_and_hashes(selected, standin):
     assert set(owm.source_revision) == {f"sha256:{file_sha}"} and set(owm.source_dataset) == {"open-web-math/open-web-math"}
     assert set(owm.source_row_id) <= {f"https://math.example.org/post/{i}" for i in range(44)}
     math_test = manifest[(manifest.domain == "math") & (manifest.split == "test_unfiltered")]
-    assert list(math_test.source_config[:3]) == ["algebra"] * 3 and math_test.source_row_id.iloc[3] == "counting_and_probability/0"
+    assert (
+        list(math_test.source_config[:3]) == ["algebra"] * 3 and math_test.source_row_id.iloc[3] == "counting_and_probability/0"
+    )
     counts = read_metadata(out / "manifest.parquet")["counts"]
     assert counts["domain"]["train"]["filtered"] == 40 and counts["tuning/metamathqa"]["read"] == 40
 
@@ -200,11 +210,29 @@ def test_missing_column_and_missing_file_are_named(standin, tmp_path):
 def test_cli_standin_and_select(tmp_path):
     assert main(["standin-data", "--out", str(tmp_path / "local"), "--n", "12"]) == 0
     tok = whitespace_tokenizer(tmp_path / "tok")
-    cfg = {"data": {"source": "local", "local_dir": str(tmp_path / "local"), "tokenizer": {"path": str(tok)},
-                    "n_train": 5, "n_validation": 5, "min_tokens": 8, "max_tokens": 400}}
+    cfg = {
+        "data": {
+            "source": "local",
+            "local_dir": str(tmp_path / "local"),
+            "tokenizer": {"path": str(tok)},
+            "n_train": 5,
+            "n_validation": 5,
+            "min_tokens": 8,
+            "max_tokens": 400,
+        }
+    }
     validate(cfg)
-    args = ["select-data", "--cfg", json.dumps(cfg), "--domain", "code", "--out", str(tmp_path / "code"),
-            "--manifest", str(tmp_path / "code" / "manifest.parquet")]
+    args = [
+        "select-data",
+        "--cfg",
+        json.dumps(cfg),
+        "--domain",
+        "code",
+        "--out",
+        str(tmp_path / "code"),
+        "--manifest",
+        str(tmp_path / "code" / "manifest.parquet"),
+    ]
     assert main(args) == 0
     assert len(read_split(tmp_path / "code" / "train.jsonl")) == 5
     assert pq.read_table(tmp_path / "code" / "manifest.parquet").num_rows == 5 + 5 + len(HUMANEVAL)
@@ -221,11 +249,26 @@ def test_data_stage_dag(tmp_path):
     overlay = tmp_path / "local.yaml"
     overlay.write_text("data:\n  source: local\n  local_dir: standin/data\n")
     workdir = make_workdir(tmp_path / "w")
-    proc = run_snakemake(workdir, "-n", "results/data/manifest.parquet", "results/data/contamination.parquet",
-                         "--configfile", str(REPO / "config" / "olmoe.yaml"), str(overlay))
+    proc = run_snakemake(
+        workdir,
+        "-n",
+        "results/data/manifest.parquet",
+        "results/data/contamination.parquet",
+        "--configfile",
+        str(REPO / "config" / "olmoe.yaml"),
+        str(overlay),
+    )
     out = proc.stdout + proc.stderr
-    counts = dict(re.findall(r"^(select_data|select_tuning|data_manifest|contamination|fetch_checkpoint)\s+(\d+)$", out, re.MULTILINE))
-    assert counts == {"select_data": "4", "select_tuning": "3", "data_manifest": "1", "contamination": "1", "fetch_checkpoint": "1"}
+    counts = dict(
+        re.findall(r"^(select_data|select_tuning|data_manifest|contamination|fetch_checkpoint)\s+(\d+)$", out, re.MULTILINE)
+    )
+    assert counts == {
+        "select_data": "4",
+        "select_tuning": "3",
+        "data_manifest": "1",
+        "contamination": "1",
+        "fetch_checkpoint": "1",
+    }
     assert "output: results/checkpoints/step1100000-tokens4613B" in out  # the last checkpoint scores
     # without data.local_dir the DAG refuses to build, naming the key
     overlay.write_text("data:\n  source: local\n")

@@ -5,6 +5,7 @@ when missing (root + apt) and starts private daemons. Checks that every job went
 sbatch, that each checkpoint's grouped jobs ran in one allocation, and that the outputs
 equal (sha256) those of a local run.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -16,7 +17,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from conftest import REPO, make_workdir, offline_env
 
 HARNESS = REPO / "tests" / "slurm" / "run_local_slurm.sh"
@@ -24,9 +24,11 @@ TRIVIAL_SNAKEFILE = REPO / "tests" / "slurm" / "Snakefile"
 PROFILE = REPO / "profiles" / "slurm"
 # A cluster without slurmdbd: no sacct, no accounts. Poll soon, the jobs are short.
 LOCAL_CLUSTER_ARGS = (
-    "--slurm-status-command", "squeue",
+    "--slurm-status-command",
+    "squeue",
     "--slurm-no-account",
-    "--slurm-init-seconds-before-status-checks", "3",
+    "--slurm-init-seconds-before-status-checks",
+    "3",
     "--slurm-keep-successful-logs",
 )
 
@@ -49,9 +51,19 @@ GROK_JOB_ID = re.compile(r"^SLURM_JOB_ID=(\S+)$", re.M)
 
 def snakemake_through_slurm(snakefile: Path, workdir: Path, *args: str, timeout: int) -> subprocess.CompletedProcess:
     cmd = [
-        str(HARNESS), "--",
-        sys.executable, "-m", "snakemake", "-s", str(snakefile), "--directory", str(workdir),
-        "--profile", str(PROFILE), *LOCAL_CLUSTER_ARGS, *args,
+        str(HARNESS),
+        "--",
+        sys.executable,
+        "-m",
+        "snakemake",
+        "-s",
+        str(snakefile),
+        "--directory",
+        str(workdir),
+        "--profile",
+        str(PROFILE),
+        *LOCAL_CLUSTER_ARGS,
+        *args,
     ]
     proc = subprocess.run(cmd, capture_output=True, text=True, env=offline_env(), timeout=timeout)
     (workdir / "slurm_run.log").write_text(proc.stdout + proc.stderr)

@@ -2,6 +2,7 @@
 DAG (data selection, Min-K%++ filter, hub fetch with hash checks, traces, LoRA, lm-eval on the four
 benchmarks, the code sandbox, metrics, tables, figures) against a loopback stand-in hub, with every
 other connection blocked."""
+
 from __future__ import annotations
 
 import json
@@ -13,7 +14,6 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 import yaml
-
 from conftest import REPO, no_network_env
 
 DOMAINS = ["math", "code", "commonsense", "domain"]
@@ -29,7 +29,10 @@ def study(tmp_path_factory):
     env.update(CORES="2")  # the script sets HF_HUB_OFFLINE=0 itself: its hub is on 127.0.0.1
     proc = subprocess.run(
         ["bash", str(REPO / "scripts" / "rehearse_real_study.sh"), str(workdir)],
-        capture_output=True, text=True, env=env, timeout=1800,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=1800,
     )
     if proc.returncode != 0:
         raise AssertionError(f"rehearsal failed ({proc.returncode}):\n{proc.stderr[-8000:]}")

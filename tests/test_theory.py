@@ -1,4 +1,5 @@
 """Fig. 8's synthetic MoE: effective dimension by hand, determinism, and the documented relation."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -10,7 +11,9 @@ from grokpath.theory import effective_dimension, run_theory, run_theory_seed
 
 
 def small_theory(**over) -> dict:
-    theory = validate({"analysis": {"theory": {"n_samples": 120, "steps": 240, "log_every": 40, "lr": 0.01, "n_seeds": 1, **over}}})
+    theory = validate(
+        {"analysis": {"theory": {"n_samples": 120, "steps": 240, "log_every": 40, "lr": 0.01, "n_seeds": 1, **over}}}
+    )
     return theory["analysis"]["theory"]
 
 

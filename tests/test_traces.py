@@ -1,4 +1,5 @@
 """Traces: routing means and losses against independent recomputation, Parquet schema, determinism."""
+
 from __future__ import annotations
 
 import json
@@ -9,15 +10,14 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import torch
+import torch.nn.functional as F
 from tokenizers import Tokenizer, models, pre_tokenizers, processors
 from transformers import OlmoeConfig, OlmoeForCausalLM, PreTrainedTokenizerFast
 
+from grokpath import traces
 from grokpath.config import load_schema, validate
 from grokpath.io import read_metadata
 from grokpath.routing import find_gates, logits_of, router_weights
-import torch.nn.functional as F
-
-from grokpath import traces
 from grokpath.traces import answer_mask, routing_weights, run_traces, sample_exact_match, sample_losses, trace_batch, trace_pass
 
 torch.set_num_threads(1)
@@ -36,9 +36,18 @@ def build_checkpoint(directory, seed=0):
     )
     torch.manual_seed(seed)
     config = OlmoeConfig(
-        vocab_size=len(vocab), hidden_size=32, intermediate_size=48, num_hidden_layers=N_LAYERS,
-        num_attention_heads=4, num_key_value_heads=4, num_experts=N_EXPERTS, num_experts_per_tok=TOP_K,
-        max_position_embeddings=64, pad_token_id=0, bos_token_id=1, eos_token_id=2,
+        vocab_size=len(vocab),
+        hidden_size=32,
+        intermediate_size=48,
+        num_hidden_layers=N_LAYERS,
+        num_attention_heads=4,
+        num_key_value_heads=4,
+        num_experts=N_EXPERTS,
+        num_experts_per_tok=TOP_K,
+        max_position_embeddings=64,
+        pad_token_id=0,
+        bos_token_id=1,
+        eos_token_id=2,
     )
     model = OlmoeForCausalLM(config).eval()
     with torch.no_grad():  # routers start at zero: give them weights so routing is not uniform
@@ -52,8 +61,7 @@ def build_checkpoint(directory, seed=0):
 def write_split(path, n, seed, prefix):
     rng = random.Random(seed)
     records = [
-        {"sample_id": f"{prefix}-{i:03d}", "text": " ".join(rng.choices(WORDS, k=rng.randint(2, 14))) + "\n"}
-        for i in range(n)
+        {"sample_id": f"{prefix}-{i:03d}", "text": " ".join(rng.choices(WORDS, k=rng.randint(2, 14))) + "\n"} for i in range(n)
     ]
     rng.shuffle(records)  # the Parquet must come back sorted by sample_id
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -101,7 +109,7 @@ def test_trace_file_matches_independent_recomputation(study, tmp_path, normaliza
     cfg = {**cfg, "traces": {**cfg["traces"], "routing_normalization": normalization}}
     run_traces(cfg, root / "ckpt", "step000100", tmp_path)
     frame = pq.read_table(tmp_path / "alpha_train.parquet").to_pandas()
-    records = {json.loads(l)["sample_id"]: json.loads(l)["text"] for l in open(root / "data/alpha/train.jsonl")}
+    records = {json.loads(row)["sample_id"]: json.loads(row)["text"] for row in open(root / "data/alpha/train.jsonl")}
     assert list(frame.sample_id) == sorted(records)
     lengths = {len(tokenizer(records[s])["input_ids"]) for s in records}
     assert len(lengths) > 1  # batches of 3 mix lengths: right padding is exercised
@@ -145,14 +153,29 @@ def test_schema_metadata_and_deterministic_bytes(study, tmp_path):
         run_traces(cfg, root / "ckpt", "step000100", tmp_path / run)
     names = sorted(p.name for p in (tmp_path / "a").iterdir())
     assert names == sorted(
-        [f"{d}_{s}{x}" for d in ("alpha", "beta") for s in ("train", "validation", "test") for x in (".parquet", ".tokens.parquet")]
+        [
+            f"{d}_{s}{x}"
+            for d in ("alpha", "beta")
+            for s in ("train", "validation", "test")
+            for x in (".parquet", ".tokens.parquet")
+        ]
         + ["router_weights.npy"]
     )
     for name in names:
         assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes(), name
 
     schema = pq.read_schema(tmp_path / "a" / "beta_validation.parquet")
-    assert [f.name for f in schema] == ["sample_id", "domain", "split", "ckpt", "step", "revision_sha", "n_tokens", "loss", "routing"]
+    assert [f.name for f in schema] == [
+        "sample_id",
+        "domain",
+        "split",
+        "ckpt",
+        "step",
+        "revision_sha",
+        "n_tokens",
+        "loss",
+        "routing",
+    ]
     assert str(schema.field("sample_id").type) == "dictionary<values=string, indices=int32, ordered=0>"
     assert str(schema.field("step").type) == "int64" and str(schema.field("n_tokens").type) == "int32"
     assert str(schema.field("loss").type) == "float"
@@ -286,8 +309,10 @@ def test_target_loss_counts_target_and_newline_with_world_tokenizer():
     from grokpath.traces import target_starts
     from grokpath.world.tokenizer import build_tokenizer
 
-    records = [{"sample_id": "m-1", "prompt": "17 + 25 =", "target": " 19", "text": "17 + 25 = 19\n"},
-               {"sample_id": "m-2", "prompt": "the friend of ama is", "target": " bek", "text": "the friend of ama is bek\n"}]
+    records = [
+        {"sample_id": "m-1", "prompt": "17 + 25 =", "target": " 19", "text": "17 + 25 = 19\n"},
+        {"sample_id": "m-2", "prompt": "the friend of ama is", "target": " bek", "text": "the friend of ama is bek\n"},
+    ]
     tokenizer = build_tokenizer([r["text"] for r in records])
     ids = [tokenizer(r["text"])["input_ids"] for r in records]
     starts = target_starts(tokenizer, records, ids, "world.jsonl")

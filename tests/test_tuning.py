@@ -1,4 +1,5 @@
 """LoRA instruction tuning: one adapter per (checkpoint, tuning set), evaluated per domain."""
+
 from __future__ import annotations
 
 import json
@@ -8,10 +9,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import torch
+from test_evaluation import MEMORIZED, make_model, make_tokenizer, memorize, pairs, write_test_set
 
 from grokpath.config import validate
 from grokpath.tuning import encode_pair, format_prompt, read_pairs, tune_lora, tuning_data_path, tuning_sets
-from test_evaluation import MEMORIZED, make_model, make_tokenizer, memorize, pairs, write_test_set
 
 PAIRS = [
     {"instruction": "1 + 2 =", "input": "", "output": "3"},
@@ -33,8 +34,12 @@ def checkpoint(tmp_path_factory) -> Path:
 
 
 def lora_cfg(tmp_path: Path, **lora) -> dict:
-    return validate({"study": {"seed": 0}, "evaluation": {"tuning": "lora", "lora": {
-        "r": 4, "alpha": 8, "data_dir": str(tmp_path / "tuning"), **lora}}})
+    return validate(
+        {
+            "study": {"seed": 0},
+            "evaluation": {"tuning": "lora", "lora": {"r": 4, "alpha": 8, "data_dir": str(tmp_path / "tuning"), **lora}},
+        }
+    )
 
 
 def write_set(tmp_path: Path, name: str, records: list[dict]) -> Path:
@@ -50,10 +55,13 @@ def test_alpaca_prompt_keeps_the_input_field(tmp_path):
     assert with_input == (
         "Below is an instruction that describes a task, paired with an input that provides further context. "
         "Write a response that appropriately completes the request.\n\n"
-        "### Instruction:\nAdd.\n\n### Input:\n2 and 3\n\n### Response:\n")
+        "### Instruction:\nAdd.\n\n### Input:\n2 and 3\n\n### Response:\n"
+    )
     without = format_prompt(lora, {"instruction": "Add.", "input": "  ", "output": "5"})
-    assert without == ("Below is an instruction that describes a task. Write a response that appropriately completes "
-                       "the request.\n\n### Instruction:\nAdd.\n\n### Response:\n")
+    assert without == (
+        "Below is an instruction that describes a task. Write a response that appropriately completes "
+        "the request.\n\n### Instruction:\nAdd.\n\n### Response:\n"
+    )
 
 
 def test_encode_pair_puts_the_loss_on_output_and_eos_only():
@@ -78,7 +86,11 @@ def test_read_pairs_names_the_bad_line(tmp_path):
 def test_tuning_sets_come_from_config_and_name_a_missing_domain(tmp_path):
     evaluation = lora_cfg(tmp_path)["evaluation"]
     assert tuning_sets(evaluation, ["math", "code", "commonsense", "domain"]) == {
-        "math": "metamathqa", "code": "codealpaca", "commonsense": "alpaca-cleaned", "domain": "alpaca-cleaned"}
+        "math": "metamathqa",
+        "code": "codealpaca",
+        "commonsense": "alpaca-cleaned",
+        "domain": "alpaca-cleaned",
+    }
     assert tuning_data_path(evaluation, "metamathqa") == tmp_path / "tuning" / "metamathqa.jsonl"
     with pytest.raises(ValueError, match=r"no tuning set for domain\(s\) \['chemistry'\]"):
         tuning_sets(evaluation, ["math", "chemistry"])
@@ -116,22 +128,39 @@ def test_adapter_changes_only_qkv_and_each_domain_is_evaluated_with_its_own(chec
     # evaluation: math with the 'arith' adapter, code with 'other', one job, two lm-eval calls
     from grokpath.evaluation import run_evaluation
 
-    eval_cfg = validate({"evaluation": {"tuning": "lora", "batch_size": 8, "max_gen_toks": 3,
-                                        "lora": {"sets": {"math": "arith", "code": "other"}}},
-                         "domains": {"math": {}, "code": {}}})
+    eval_cfg = validate(
+        {
+            "evaluation": {
+                "tuning": "lora",
+                "batch_size": 8,
+                "max_gen_toks": 3,
+                "lora": {"sets": {"math": "arith", "code": "other"}},
+            },
+            "domains": {"math": {}, "code": {}},
+        }
+    )
     tests = {d: write_test_set(tmp_path / "world" / d / "test.jsonl", pairs(5), d) for d in ("math", "code")}
     out = tmp_path / "eval" / "step000100"
     with pytest.raises(ValueError, match=r"no adapter was given for domain\(s\) \['code'\]"):
         run_evaluation(eval_cfg, checkpoint, "step000100", out, test_files=tests, adapters={"math": adapters["arith"]})
-    frame = run_evaluation(eval_cfg, checkpoint, "step000100", out, test_files=tests, threads=1,
-                           adapters={"math": adapters["arith"], "code": adapters["other"]})
+    frame = run_evaluation(
+        eval_cfg,
+        checkpoint,
+        "step000100",
+        out,
+        test_files=tests,
+        threads=1,
+        adapters={"math": adapters["arith"], "code": adapters["other"]},
+    )
     assert frame.groupby("domain", sort=False).size().to_dict() == {"math": 5, "code": 5}
     summary = json.loads((out / "lm_eval.json").read_text())["grokpath"]
     assert summary["adapter_of_domain"] == {"math": str(adapters["arith"]), "code": str(adapters["other"])}
     calls = summary["calls"]
     assert [c["tasks"] for c in calls] == [["grokpath_math"], ["grokpath_code"]]
     assert [c["config"]["model_args"].split("peft=")[1] for c in calls] == [
-        str(adapters["arith"].resolve()), str(adapters["other"].resolve())]
+        str(adapters["arith"].resolve()),
+        str(adapters["other"].resolve()),
+    ]
     saved = pd.read_parquet(out / "samples.parquet")
     assert saved["sample_id"].tolist() == [f"math-{i:03d}" for i in range(5)] + [f"code-{i:03d}" for i in range(5)]
     shutil.rmtree(out)

@@ -1,4 +1,5 @@
 """Mini world: determinism, disjoint splits, the contract's text format, the tokenizer."""
+
 from __future__ import annotations
 
 import json
@@ -13,8 +14,12 @@ DOMAINS = ["math", "code", "commonsense", "domain"]
 
 
 def world_cfg(**world) -> dict:
-    cfg = validate({"world": {"modulus": 7, "n_relations": 3, "max_test": 30, "max_validation": 10, **world},
-                    "domains": {d: {} for d in DOMAINS}})
+    cfg = validate(
+        {
+            "world": {"modulus": 7, "n_relations": 3, "max_test": 30, "max_validation": 10, **world},
+            "domains": {d: {} for d in DOMAINS},
+        }
+    )
     return {"world": cfg["world"], "domains": cfg["domains"]}
 
 
@@ -112,15 +117,19 @@ def test_grokking_criterion_hand_made_curves():
     from grokpath.world.criterion import grokking_criterion
 
     steps = [100, 200, 300, 400, 500, 600]
-    curves = pd.DataFrame({
-        "domain": ["groks"] * 6 + ["together"] * 6 + ["never"] * 6,
-        "step": steps * 3,
-        # groks: loss settled (within 0.05 of 0.01) from step 200; accuracy passes 0.9/2 at step 400 -> gap 2
-        # together: loss settles at 400, accuracy passes half at 400 -> gap 0
-        # never: final accuracy 0.1 is no real rise even though the gap is large
-        "train_loss": [1.0, 0.05, 0.02, 0.01, 0.01, 0.01] + [2.0, 1.0, 0.5, 0.03, 0.01, 0.01] + [1.0, 0.01, 0.01, 0.01, 0.01, 0.01],
-        "test_accuracy": [0.0, 0.05, 0.2, 0.5, 0.8, 0.9] + [0.0, 0.1, 0.3, 0.6, 0.7, 0.8] + [0.0, 0.0, 0.0, 0.0, 0.1, 0.1],
-    })
+    curves = pd.DataFrame(
+        {
+            "domain": ["groks"] * 6 + ["together"] * 6 + ["never"] * 6,
+            "step": steps * 3,
+            # groks: loss settled (within 0.05 of 0.01) from step 200; accuracy passes 0.9/2 at step 400 -> gap 2
+            # together: loss settles at 400, accuracy passes half at 400 -> gap 0
+            # never: final accuracy 0.1 is no real rise even though the gap is large
+            "train_loss": [1.0, 0.05, 0.02, 0.01, 0.01, 0.01]
+            + [2.0, 1.0, 0.5, 0.03, 0.01, 0.01]
+            + [1.0, 0.01, 0.01, 0.01, 0.01, 0.01],
+            "test_accuracy": [0.0, 0.05, 0.2, 0.5, 0.8, 0.9] + [0.0, 0.1, 0.3, 0.6, 0.7, 0.8] + [0.0, 0.0, 0.0, 0.0, 0.1, 0.1],
+        }
+    )
     verdict = grokking_criterion(curves).set_index("domain")
     assert verdict.loc["groks", "loss_settled_at"] == 200 and verdict.loc["groks", "accuracy_half_at"] == 400
     assert verdict.loc["groks", "gap_checkpoints"] == 2 and verdict.loc["groks", "groks"]

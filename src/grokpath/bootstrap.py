@@ -10,6 +10,7 @@ Pathway distance under a resample is the mean over pairs of *distinct draws*: wi
 counts w and distance matrix D (zero diagonal), the sum over ordered pairs is wᵀDw and
 their number is (Σw)² − Σw², so a sample drawn twice never pairs with its own copy.
 """
+
 from __future__ import annotations
 
 import numpy as np

@@ -9,6 +9,7 @@ Names (``<ckpt>``) are zero-padded steps for mini/local runs and the revision
 name for hub runs; :func:`checkpoint_names` is the single place that decides them,
 :func:`checkpoint_dir` the single place that says where each one lives.
 """
+
 from __future__ import annotations
 
 import errno
@@ -182,7 +183,9 @@ def _hub_error(err: Exception, repo_id: str, ckpt: str, partial: Path, endpoint:
             f"hub repo '{repo_id}' not found or not accessible at {endpoint} (checkpoints.hf.repo_id); fetching revision '{ckpt}'"
         )
     if isinstance(err, OfflineModeIsEnabled):
-        return CheckpointError(f"cannot fetch revision '{ckpt}' of '{repo_id}': HF_HUB_OFFLINE is set; unset it for fetch_checkpoint")
+        return CheckpointError(
+            f"cannot fetch revision '{ckpt}' of '{repo_id}': HF_HUB_OFFLINE is set; unset it for fetch_checkpoint"
+        )
     if isinstance(err, OSError) and err.errno == errno.ENOSPC:
         return CheckpointError(f"disk full while fetching revision '{ckpt}' of '{repo_id}' into {partial.parent}{kept}")
     if isinstance(err, HfHubHTTPError):
@@ -229,7 +232,9 @@ def _file_identity(path: Path, sibling) -> tuple[str, str, str]:
 def check_disk_space(files: list, directory: Path, headroom_gb: float, ckpt: str) -> None:
     """Raise before downloading when the bytes still missing (plus headroom) exceed the free space."""
     missing = sum(
-        s.size or 0 for s in files if not ((directory / s.rfilename).is_file() and (directory / s.rfilename).stat().st_size == s.size)
+        s.size or 0
+        for s in files
+        if not ((directory / s.rfilename).is_file() and (directory / s.rfilename).stat().st_size == s.size)
     )
     free = shutil.disk_usage(directory).free
     if missing + headroom_gb * 1e9 > free:
@@ -294,7 +299,13 @@ def fetch_hf_checkpoint(checkpoints: dict, ckpt: str, out_dir: Path | str, max_w
         check_disk_space(files, partial, float(hf["disk_headroom_gb"]), ckpt)
         log.info(
             "fetching %s@%s = commit %s (%d files, %.2f GB) from %s into %s",
-            repo_id, ckpt, info.sha, len(files), sum(s.size or 0 for s in files) / 1e9, endpoint, partial,
+            repo_id,
+            ckpt,
+            info.sha,
+            len(files),
+            sum(s.size or 0 for s in files) / 1e9,
+            endpoint,
+            partial,
         )
         snapshot_download(
             repo_id,
@@ -374,7 +385,11 @@ def verify_checkpoint_dir(directory: Path | str, label: str | None = None) -> No
 
 
 def load_model(
-    directory: Path | str, dtype: str = "float32", device: str = "cpu", trust_remote_code: bool = False, device_key: str = "device"
+    directory: Path | str,
+    dtype: str = "float32",
+    device: str = "cpu",
+    trust_remote_code: bool = False,
+    device_key: str = "device",
 ):
     """Verify and load a causal LM from an HF directory, in eval mode on ``device``."""
     import torch
@@ -383,9 +398,7 @@ def load_model(
     if dtype not in DTYPES:
         raise CheckpointError(f"dtype '{dtype}' is not one of {sorted(DTYPES)}")
     verify_checkpoint_dir(directory)
-    model = AutoModelForCausalLM.from_pretrained(
-        str(directory), dtype=getattr(torch, dtype), trust_remote_code=trust_remote_code
-    )
+    model = AutoModelForCausalLM.from_pretrained(str(directory), dtype=getattr(torch, dtype), trust_remote_code=trust_remote_code)
     return model.to(resolve_device(device, device_key)).eval()
 
 

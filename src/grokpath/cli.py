@@ -4,6 +4,7 @@ Every subcommand takes ``--cfg`` (the validated config sections, as JSON, handed
 over by the Snakemake rule) and ``--log`` (a file under results/logs/).
 Nothing imports this module.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -112,8 +113,14 @@ def _register_data(sub) -> None:
     p = _add(sub, "contamination", "Min-K%%++ scores of the test sets; drop the top data.contamination.drop_fraction")
     p.add_argument("--checkpoint", required=True, type=Path, help="scoring checkpoint directory")
     p.add_argument("--ckpt", required=True, help="scoring checkpoint name")
-    p.add_argument("--test", action="append", default=[], type=_domain_path, metavar="DOMAIN=DIR",
-                   help="results/data/<domain>: reads test_unfiltered.jsonl, writes test.jsonl (repeat per domain)")
+    p.add_argument(
+        "--test",
+        action="append",
+        default=[],
+        type=_domain_path,
+        metavar="DOMAIN=DIR",
+        help="results/data/<domain>: reads test_unfiltered.jsonl, writes test.jsonl (repeat per domain)",
+    )
     p.add_argument("--out", required=True, type=Path, help="results/data/contamination.parquet")
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     p.set_defaults(func=_cmd_contamination)
@@ -156,7 +163,7 @@ def _cmd_contamination(args, cfg) -> None:
 def _cmd_standin_data(args, cfg) -> None:
     from grokpath.standin_data import write_standin_data
 
-    for name, path in write_standin_data(args.out, seed=args.seed, n=args.n).items():
+    for path in write_standin_data(args.out, seed=args.seed, n=args.n).values():
         log.info("wrote %s", path)
 
 
@@ -181,7 +188,9 @@ def _register_traces(sub) -> None:
     serve.add_argument("--port", type=int, default=0, help="TCP port; 0: a free one")
     serve.add_argument("--port-file", type=Path, default=None, help="write the bound port here once listening")
     serve.add_argument("--tamper", nargs="*", default=[], help="serve these files with one byte flipped (hash-check rehearsal)")
-    serve.add_argument("--drop-after", type=int, default=None, help="cut the first GET of each LFS file after N bytes (resume rehearsal)")
+    serve.add_argument(
+        "--drop-after", type=int, default=None, help="cut the first GET of each LFS file after N bytes (resume rehearsal)"
+    )
     serve.set_defaults(func=_cmd_standin_hub_serve)
 
     p = _add(sub, "traces", "per-sample loss and routing of every (domain, split) through one checkpoint")
@@ -235,10 +244,22 @@ def _register_evaluation(sub) -> None:
     p = _add(sub, "evaluate", "test accuracy of one checkpoint on every domain with one lm-eval call")
     p.add_argument("--checkpoint", required=True, type=Path, help="checkpoint directory")
     p.add_argument("--ckpt", required=True, help="checkpoint name")
-    p.add_argument("--test", action="append", default=[], type=_domain_path, metavar="DOMAIN=PATH",
-                   help="test JSONL of a domain with a local task (repeat per domain)")
-    p.add_argument("--adapter", action="append", default=[], type=_domain_path, metavar="DOMAIN=PATH",
-                   help="LoRA adapter of a domain, results/tuned/<ckpt>/<set> (evaluation.tuning: lora; repeat per domain)")
+    p.add_argument(
+        "--test",
+        action="append",
+        default=[],
+        type=_domain_path,
+        metavar="DOMAIN=PATH",
+        help="test JSONL of a domain with a local task (repeat per domain)",
+    )
+    p.add_argument(
+        "--adapter",
+        action="append",
+        default=[],
+        type=_domain_path,
+        metavar="DOMAIN=PATH",
+        help="LoRA adapter of a domain, results/tuned/<ckpt>/<set> (evaluation.tuning: lora; repeat per domain)",
+    )
     p.add_argument("--tasks-dir", required=True, type=Path, help="shipped lm-eval task YAMLs (workflow/tasks)")
     p.add_argument("--out", required=True, type=Path, help="results/eval/<ckpt>")
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads")
@@ -256,15 +277,24 @@ def _register_evaluation(sub) -> None:
 def _cmd_evaluate(args, cfg) -> None:
     from grokpath.evaluation import run_evaluation
 
-    run_evaluation(cfg, checkpoint_dir=args.checkpoint, ckpt=args.ckpt, out_dir=args.out, test_files=dict(args.test),
-                   adapters=dict(args.adapter), tasks_dir=args.tasks_dir, threads=args.threads)
+    run_evaluation(
+        cfg,
+        checkpoint_dir=args.checkpoint,
+        ckpt=args.ckpt,
+        out_dir=args.out,
+        test_files=dict(args.test),
+        adapters=dict(args.adapter),
+        tasks_dir=args.tasks_dir,
+        threads=args.threads,
+    )
 
 
 def _cmd_tune(args, cfg) -> None:
     from grokpath.tuning import tune_lora
 
-    tune_lora(cfg, checkpoint_dir=args.checkpoint, set_name=args.set_name, data_file=args.data, out_dir=args.out,
-              threads=args.threads)
+    tune_lora(
+        cfg, checkpoint_dir=args.checkpoint, set_name=args.set_name, data_file=args.data, out_dir=args.out, threads=args.threads
+    )
 
 
 # ---------------------------------------------------------------- paper A per-sample metrics
@@ -330,7 +360,13 @@ def _cmd_pathways(args, cfg) -> None:
     from grokpath.metrics import run_pathways
 
     run_pathways(
-        cfg, args.domain, args.traces, args.memorization, pathways_out=args.out, distances_out=args.distances_out, threads=args.threads
+        cfg,
+        args.domain,
+        args.traces,
+        args.memorization,
+        pathways_out=args.out,
+        distances_out=args.distances_out,
+        threads=args.threads,
     )
 
 
@@ -412,7 +448,9 @@ def _register_analysis(sub) -> None:
 def _cmd_samples(args, cfg) -> None:
     from grokpath.samples import write_samples
 
-    write_samples(args.traces, args.eval_samples, args.memorization, args.onset, args.consistency, args.pathways, out_path=args.out)
+    write_samples(
+        args.traces, args.eval_samples, args.memorization, args.onset, args.consistency, args.pathways, out_path=args.out
+    )
 
 
 def _cmd_curves(args, cfg) -> None:
@@ -437,7 +475,14 @@ def _cmd_figures_a(args, cfg) -> None:
     from grokpath.figures.paper_a import write_paper_a_figures
 
     write_paper_a_figures(
-        cfg, args.curves, args.samples, args.distances, args.cross_distances, args.groups, args.ablation, args.correlations,
+        cfg,
+        args.curves,
+        args.samples,
+        args.distances,
+        args.cross_distances,
+        args.groups,
+        args.ablation,
+        args.correlations,
         out_dir=args.out_dir,
     )
 

@@ -3,6 +3,7 @@
 Snakemake validates the same file against the same schema (Snakefile); the CLI
 receives already-validated sections as JSON, so library code never re-reads YAML.
 """
+
 from __future__ import annotations
 
 import json

@@ -4,6 +4,7 @@ The schema is the one source of every default and description; this module only 
 so the reference cannot drift from what validation enforces. The `config.yaml` column shows
 what the embedded mini study sets on top of the defaults.
 """
+
 from __future__ import annotations
 
 import json

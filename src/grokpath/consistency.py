@@ -11,6 +11,7 @@ paper's words and formula disagree on the sign). When max_l cos_l ≤ ``guard_mi
 the ratio is ill-conditioned (−1.2 and −9.1 were seen at random init): C_i is then NaN and
 ``guarded`` is True.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -23,11 +24,11 @@ def routing_embeddings(routing: np.ndarray, router_weights: np.ndarray) -> np.nd
     routing = np.asarray(routing, dtype=np.float64)
     router_weights = np.asarray(router_weights, dtype=np.float64)
     if routing.ndim != 3 or router_weights.ndim != 3:
-        raise ValueError(f"routing must be (N, L, K) and router_weights (L, K, d); got {routing.shape} and {router_weights.shape}")
-    if routing.shape[1:] != router_weights.shape[:2]:
         raise ValueError(
-            f"routing has L, K = {routing.shape[1:]} but router_weights has L, K = {router_weights.shape[:2]}"
+            f"routing must be (N, L, K) and router_weights (L, K, d); got {routing.shape} and {router_weights.shape}"
         )
+    if routing.shape[1:] != router_weights.shape[:2]:
+        raise ValueError(f"routing has L, K = {routing.shape[1:]} but router_weights has L, K = {router_weights.shape[:2]}")
     return np.einsum("nlk,lkd->nld", routing, router_weights)
 
 
@@ -39,7 +40,9 @@ def consecutive_cosines(embeddings: np.ndarray) -> np.ndarray:
     return np.divide(dots, norms, out=np.zeros_like(dots), where=norms > 0)
 
 
-def routing_consistency(routing: np.ndarray, router_weights: np.ndarray, guard_min_max_cosine: float = 0.0) -> dict[str, np.ndarray]:
+def routing_consistency(
+    routing: np.ndarray, router_weights: np.ndarray, guard_min_max_cosine: float = 0.0
+) -> dict[str, np.ndarray]:
     """Per sample: ``consistency`` C_i, ``mean_cosine``, ``max_cosine`` and ``guarded`` (all (N,))."""
     embeddings = routing_embeddings(routing, router_weights)
     if embeddings.shape[1] < 2:

@@ -11,6 +11,7 @@ least one token: ``max(1, floor(k/100 * n))`` of the n scored positions). A high
 looks seen in pretraining. Per domain the top ``drop_fraction`` (``floor(share * count)`` samples,
 highest score first, ties broken by sample_id) are dropped from the test file.
 """
+
 from __future__ import annotations
 
 import logging
@@ -66,8 +67,17 @@ def score_batch(model, input_ids, attention_mask, k_percent: float) -> tuple[lis
     return scores, counts
 
 
-def score_texts(model, tokenizer, texts: list[str], *, k_percent: float, batch_size: int, max_length: int,
-                device: str = "cpu", label: str = "min-k%++") -> tuple[list[float], list[int]]:
+def score_texts(
+    model,
+    tokenizer,
+    texts: list[str],
+    *,
+    k_percent: float,
+    batch_size: int,
+    max_length: int,
+    device: str = "cpu",
+    label: str = "min-k%++",
+) -> tuple[list[float], list[int]]:
     """Min-K%++ scores of ``texts`` (tokenized as the tokenizer does by default, truncated at max_length)."""
     import torch
 
@@ -77,7 +87,7 @@ def score_texts(model, tokenizer, texts: list[str], *, k_percent: float, batch_s
     encoded = [tokenizer(t, truncation=True, max_length=max_length)["input_ids"] for t in texts]
     scores, counts = [], []
     for start in tqdm(range(0, len(encoded), batch_size), desc=label, unit="batch", mininterval=2.0):
-        chunk = encoded[start:start + batch_size]
+        chunk = encoded[start : start + batch_size]
         width = max(len(ids) for ids in chunk)
         ids = torch.full((len(chunk), width), pad_id, dtype=torch.long)
         mask = torch.zeros((len(chunk), width), dtype=torch.long)
@@ -100,7 +110,9 @@ def drop_mask(sample_ids: list[str], scores: list[float], drop_fraction: float) 
     return dropped
 
 
-def run_contamination(cfg: dict, checkpoint_dir: Path | str, ckpt: str, tests: dict[str, tuple[Path, Path]], scores_out: Path | str) -> None:
+def run_contamination(
+    cfg: dict, checkpoint_dir: Path | str, ckpt: str, tests: dict[str, tuple[Path, Path]], scores_out: Path | str
+) -> None:
     """Score every domain's unfiltered test file, write the filtered test files and the score table.
 
     ``tests``: domain -> (test_unfiltered.jsonl, test.jsonl to write).
@@ -119,29 +131,53 @@ def run_contamination(cfg: dict, checkpoint_dir: Path | str, ckpt: str, tests: d
     for domain, records in inputs.items():
         ids = [r["sample_id"] for r in records]
         scores, counts = score_texts(
-            model, tokenizer, [r["text"] for r in records], k_percent=float(settings["k_percent"]),
-            batch_size=int(settings["batch_size"]), max_length=int(settings["max_length"]), device=device, label=f"min-k%++ {domain}",
+            model,
+            tokenizer,
+            [r["text"] for r in records],
+            k_percent=float(settings["k_percent"]),
+            batch_size=int(settings["batch_size"]),
+            max_length=int(settings["max_length"]),
+            device=device,
+            label=f"min-k%++ {domain}",
         )
         short = [i for i, c in zip(ids, counts) if c == 0]
         if short:
             raise DataError(f"{tests[domain][0]}: sample '{short[0]}' has fewer than 2 tokens; Min-K%++ cannot score it")
         dropped = drop_mask(ids, scores, float(settings["drop_fraction"]))
         write_jsonl([r for r, d in zip(records, dropped) if not d], tests[domain][1])
-        log.info("%s: dropped %d of %d test samples (top %.0f%% Min-K%%++ scores)", domain, sum(dropped), len(records),
-                 100 * settings["drop_fraction"])
+        log.info(
+            "%s: dropped %d of %d test samples (top %.0f%% Min-K%%++ scores)",
+            domain,
+            sum(dropped),
+            len(records),
+            100 * settings["drop_fraction"],
+        )
         columns["domain"] += [domain] * len(records)
         columns["sample_id"] += ids
         columns["score"] += scores
         columns["n_tokens"] += counts
         columns["dropped"] += dropped
     n = len(columns["domain"])
-    table = pa.table({
-        "domain": pa.array(columns["domain"], pa.string()), "sample_id": pa.array(columns["sample_id"], pa.string()),
-        "score": pa.array(columns["score"], pa.float64()), "n_tokens": pa.array(columns["n_tokens"], pa.int32()),
-        "dropped": pa.array(columns["dropped"], pa.bool_()), "ckpt": pa.array([ckpt] * n, pa.string()),
-        "revision_sha": pa.array([revision_sha] * n, pa.string()),
-    })
-    write_parquet(table, scores_out, metadata={
-        "k_percent": settings["k_percent"], "drop_fraction": settings["drop_fraction"], "ckpt": ckpt,
-        "revision_sha": revision_sha, "max_length": settings["max_length"], "dtype": settings["dtype"],
-    })
+    table = pa.table(
+        {
+            "domain": pa.array(columns["domain"], pa.string()),
+            "sample_id": pa.array(columns["sample_id"], pa.string()),
+            "score": pa.array(columns["score"], pa.float64()),
+            "n_tokens": pa.array(columns["n_tokens"], pa.int32()),
+            "dropped": pa.array(columns["dropped"], pa.bool_()),
+            "ckpt": pa.array([ckpt] * n, pa.string()),
+            "revision_sha": pa.array([revision_sha] * n, pa.string()),
+        }
+    )
+    write_parquet(
+        table,
+        scores_out,
+        metadata={
+            "k_percent": settings["k_percent"],
+            "drop_fraction": settings["drop_fraction"],
+            "ckpt": ckpt,
+            "revision_sha": revision_sha,
+            "max_length": settings["max_length"],
+            "dtype": settings["dtype"],
+        },
+    )

@@ -20,6 +20,7 @@ this is the point estimate; the table is only written when it matches distances.
 so the CI brackets the same samples and pairs. Each sample set has its own seeded stream;
 one resample is used at every checkpoint.
 """
+
 from __future__ import annotations
 
 import logging
@@ -38,7 +39,6 @@ from grokpath.bootstrap import (
     weighted_means,
     weighted_pair_mean,
 )
-from grokpath.seeds import domain_rng
 from grokpath.curves import (
     DISTANCE_COLUMNS,
     GROUP_PREFIX,
@@ -54,6 +54,7 @@ from grokpath.curves import (
 from grokpath.io import write_text
 from grokpath.rise import rise_window
 from grokpath.samples import read_samples, read_table, sample_matrix
+from grokpath.seeds import domain_rng
 
 log = logging.getLogger(__name__)
 
@@ -215,8 +216,11 @@ def check_distance_inputs(cfg: dict, distances: pd.DataFrame) -> None:
             "the pathway strings Table 1's bootstrap resamples: set analysis.distance_threshold: null"
         )
     rows = main_distance_rows(distances, threshold)
-    used = rows[rows["group"].astype(str).str.startswith(GROUP_PREFIX)] if distance_weighting(cfg) != "pooled" else rows[
-        rows["group"] == cfg["analysis"]["sample_group"]]
+    used = (
+        rows[rows["group"].astype(str).str.startswith(GROUP_PREFIX)]
+        if distance_weighting(cfg) != "pooled"
+        else rows[rows["group"] == cfg["analysis"]["sample_group"]]
+    )
     sampled = used[used["sampled"].astype(bool)]
     if not sampled.empty:
         first = sampled.iloc[0]
@@ -272,7 +276,9 @@ def correlation_table(cfg: dict, curves: pd.DataFrame, samples: pd.DataFrame, di
                     "resampled": units[metric] + "; test samples",
                 }
             )
-        log.info("correlations %s: window from step %d (%d checkpoints, restricted=%s)", domain, steps[mask][0], mask.sum(), restricted)
+        log.info(
+            "correlations %s: window from step %d (%d checkpoints, restricted=%s)", domain, steps[mask][0], mask.sum(), restricted
+        )
     return pd.DataFrame(rows)
 
 
@@ -318,8 +324,12 @@ def correlations_markdown(table: pd.DataFrame, cfg: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_correlations(cfg: dict, curves_path: Path, samples_path: Path, distances_path: Path, out_csv: Path, out_md: Path) -> pd.DataFrame:
-    table = correlation_table(cfg, read_table(curves_path), read_samples(samples_path), read_table(distances_path, DISTANCE_COLUMNS))
+def write_correlations(
+    cfg: dict, curves_path: Path, samples_path: Path, distances_path: Path, out_csv: Path, out_md: Path
+) -> pd.DataFrame:
+    table = correlation_table(
+        cfg, read_table(curves_path), read_samples(samples_path), read_table(distances_path, DISTANCE_COLUMNS)
+    )
     write_text(table.to_csv(index=False), out_csv)
     write_text(correlations_markdown(table, cfg), out_md)
     return table

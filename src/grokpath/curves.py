@@ -24,6 +24,7 @@ Groups of one sample have no pair and do not enter. For ``sample_group`` ``all``
 ``not_memorized`` there are no memorization groups and the distance is that group's
 all-pairs mean.
 """
+
 from __future__ import annotations
 
 import logging
@@ -41,9 +42,26 @@ GROUPS = ("all", "memorized", "not_memorized")
 DISTANCE_COLUMNS = ["ckpt", "step", "domain", "group", "threshold", "layer", "mean_distance", "n_pairs", "sampled"]
 GROUP_PREFIX = "t*="
 COLUMNS = [
-    "domain", "ckpt", "step", "revision_sha", "accuracy", "n_test", "train_loss", "train_loss_ma", "train_loss_all", "validation_loss",
-    "pathway_distance", "n_distance_groups", "consistency", "mean_cosine", "entropy", "n_group",
-    "n_memorized_new", "n_memorized", "fraction_memorized", "cumulative_accuracy",
+    "domain",
+    "ckpt",
+    "step",
+    "revision_sha",
+    "accuracy",
+    "n_test",
+    "train_loss",
+    "train_loss_ma",
+    "train_loss_all",
+    "validation_loss",
+    "pathway_distance",
+    "n_distance_groups",
+    "consistency",
+    "mean_cosine",
+    "entropy",
+    "n_group",
+    "n_memorized_new",
+    "n_memorized",
+    "fraction_memorized",
+    "cumulative_accuracy",
 ]
 
 
@@ -66,10 +84,17 @@ def distance_weighting(cfg: dict) -> str:
 
 def describe_samples(cfg: dict) -> dict[str, str]:
     """Which samples each metric averages over (table metadata)."""
-    group = {"memorized": "memorized training samples", "not_memorized": "not-memorized training samples",
-             "all": "all training samples"}[cfg["analysis"]["sample_group"]]
-    return {"accuracy": "all test samples", "validation_loss": "all validation samples", "train_loss_all": "all training samples",
-            **{m: group for m in ("train_loss", "train_loss_ma", "consistency", "mean_cosine", "entropy", "pathway_distance")}}
+    group = {
+        "memorized": "memorized training samples",
+        "not_memorized": "not-memorized training samples",
+        "all": "all training samples",
+    }[cfg["analysis"]["sample_group"]]
+    return {
+        "accuracy": "all test samples",
+        "validation_loss": "all validation samples",
+        "train_loss_all": "all training samples",
+        **{m: group for m in ("train_loss", "train_loss_ma", "consistency", "mean_cosine", "entropy", "pathway_distance")},
+    }
 
 
 def group_rows(samples: pd.DataFrame, group: str) -> pd.DataFrame:
@@ -153,7 +178,9 @@ def aggregate_distances(distances: pd.DataFrame, group_sizes: pd.Series, group: 
     return pd.DataFrame(out, columns=columns).astype({"step": "int64", "threshold": "float64", "layer": "int64"})
 
 
-def checkpoint_distance(distances: pd.DataFrame, group_sizes: pd.Series, group: str, threshold: float, weighting: str) -> pd.DataFrame:
+def checkpoint_distance(
+    distances: pd.DataFrame, group_sizes: pd.Series, group: str, threshold: float, weighting: str
+) -> pd.DataFrame:
     """Per (domain, ckpt): pathway_distance (full pathway, main threshold) and n_distance_groups."""
     rows = aggregate_distances(main_distance_rows(distances, threshold), group_sizes, group, weighting)
     return rows[["domain", "ckpt", "mean_distance", "n_distance_groups"]].rename(columns={"mean_distance": "pathway_distance"})
@@ -173,18 +200,25 @@ def build_curves(cfg: dict, samples: pd.DataFrame, distances: pd.DataFrame) -> p
     analysis = cfg["analysis"]
     group, threshold, weighting = analysis["sample_group"], resolve_threshold(cfg), distance_weighting(cfg)
     keys = ["domain", "ckpt"]
-    base = samples.groupby(keys, observed=True, sort=True).agg(
-        step=("step", "first"), revision_sha=("revision_sha", "first")
-    ).reset_index()
+    base = (
+        samples.groupby(keys, observed=True, sort=True)
+        .agg(step=("step", "first"), revision_sha=("revision_sha", "first"))
+        .reset_index()
+    )
 
     tests = samples[samples["split"] == "test"]
-    acc = tests.assign(correct=tests["correct"].astype(float)).groupby(keys, observed=True).agg(
-        accuracy=("correct", "mean"), n_test=("correct", "size")
+    acc = (
+        tests.assign(correct=tests["correct"].astype(float))
+        .groupby(keys, observed=True)
+        .agg(accuracy=("correct", "mean"), n_test=("correct", "size"))
     )
     members = group_rows(samples, group)
     routing = members.groupby(keys, observed=True).agg(
-        train_loss=("loss", "mean"), consistency=("consistency", "mean"),  # pandas mean skips NaN (guarded C_i)
-        mean_cosine=("mean_cosine", "mean"), entropy=("entropy", "mean"), n_group=("sample_id", "size"),
+        train_loss=("loss", "mean"),
+        consistency=("consistency", "mean"),  # pandas mean skips NaN (guarded C_i)
+        mean_cosine=("mean_cosine", "mean"),
+        entropy=("entropy", "mean"),
+        n_group=("sample_id", "size"),
     )
     validation = samples[samples["split"] == "validation"].groupby(keys, observed=True)["loss"].mean().rename("validation_loss")
     train_all = samples[samples["split"] == "train"].groupby(keys, observed=True)["loss"].mean().rename("train_loss_all")
@@ -213,9 +247,12 @@ def build_curves(cfg: dict, samples: pd.DataFrame, distances: pd.DataFrame) -> p
 
     # cumulative accuracy (fig. 1): fraction of test samples whose onset t# is at or before the step
     test_ids = tests.drop_duplicates(["domain", "sample_id"])
-    onset = {d: rows["t_hash_step"].astype("Float64").to_numpy(dtype=float, na_value=np.nan) for d, rows in test_ids.groupby("domain")}
+    onset = {
+        d: rows["t_hash_step"].astype("Float64").to_numpy(dtype=float, na_value=np.nan) for d, rows in test_ids.groupby("domain")
+    }
     curves["cumulative_accuracy"] = [
-        float(np.mean(onset[d] <= s)) if d in onset and len(onset[d]) else np.nan for d, s in zip(curves["domain"], curves["step"])
+        float(np.mean(onset[d] <= s)) if d in onset and len(onset[d]) else np.nan
+        for d, s in zip(curves["domain"], curves["step"])
     ]
     return curves[COLUMNS]
 

@@ -6,6 +6,7 @@ null, the default), real studies point ``domains.<domain>.<split>`` at user file
 ``sample_id`` (str, unique in the file) and ``text`` (str); test records may add
 ``prompt`` and ``target``.
 """
+
 from __future__ import annotations
 
 import json

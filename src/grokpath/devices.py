@@ -4,6 +4,7 @@
 (``cpu``, ``cuda``, ``cuda:1``, ``mps``) is checked against what this machine has, so a
 job fails at its start with one line naming the config key, not later inside torch.
 """
+
 from __future__ import annotations
 
 from grokpath.config import InputError

@@ -21,6 +21,7 @@ lm-eval does all the scoring; this module only renders task files, calls
 ``simple_evaluate``, and turns its logged samples into ``samples.parquet``
 (ckpt, step, revision_sha, domain, sample_id, correct, response, target).
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -31,8 +32,9 @@ import os
 import shutil
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pandas as pd
 import yaml
@@ -146,7 +148,9 @@ def render_local_tasks(
             for module in _function_modules(_resolved_task_config(task_yaml)):
                 source = Path(task_yaml).parent / f"{module}.py"
                 if not source.is_file():
-                    raise FileNotFoundError(f"task YAML {task_yaml} names !function module '{module}' but {source} does not exist")
+                    raise FileNotFoundError(
+                        f"task YAML {task_yaml} names !function module '{module}' but {source} does not exist"
+                    )
                 shutil.copyfile(source, tmp / source.name)
     return out_dir
 
@@ -300,7 +304,9 @@ def samples_frame(
             if not chosen:
                 raise ValueError(f"evaluation.scoring.{task}.filter '{filter_key}' not among lm-eval's filters for task '{leaf}'")
             if metric not in chosen[0]:
-                raise ValueError(f"evaluation.scoring.{task}.metric '{metric}' not among {chosen[0]['metrics']} for task '{leaf}'")
+                raise ValueError(
+                    f"evaluation.scoring.{task}.metric '{metric}' not among {chosen[0]['metrics']} for task '{leaf}'"
+                )
             keys[leaf] = f"{metric},{filter_key}"
             output_type = results["configs"][leaf]["output_type"]
             for sample in sorted(chosen, key=lambda s: s["doc_id"]):
@@ -308,7 +314,9 @@ def samples_frame(
                 if "sample_id" in doc:
                     sample_id = str(doc["sample_id"])
                 elif leaf in local_tasks or task in local_tasks:
-                    raise ValueError(f"task '{leaf}' (domain '{domain}'): a logged doc has no 'sample_id' (doc_id {sample['doc_id']})")
+                    raise ValueError(
+                        f"task '{leaf}' (domain '{domain}'): a logged doc has no 'sample_id' (doc_id {sample['doc_id']})"
+                    )
                 else:  # an lm-eval built-in task reading its own copy of the benchmark: not joinable
                     sample_id = f"{leaf}:{sample['doc_id']}" if len(leaves) > 1 else str(sample["doc_id"])
                 rows.append(
@@ -325,9 +333,18 @@ def samples_frame(
                 )
     frame = pd.DataFrame(rows, columns=SAMPLE_COLUMNS)
     has_null = frame["correct"].isna().any()
-    frame = frame.astype({"ckpt": "string", "step": "int64", "revision_sha": "string", "domain": "string",
-                          "sample_id": "string", "correct": "boolean" if has_null else "bool",
-                          "response": "string", "target": "string"})
+    frame = frame.astype(
+        {
+            "ckpt": "string",
+            "step": "int64",
+            "revision_sha": "string",
+            "domain": "string",
+            "sample_id": "string",
+            "correct": "boolean" if has_null else "bool",
+            "response": "string",
+            "target": "string",
+        }
+    )
     return frame, keys
 
 
@@ -401,15 +418,21 @@ def run_evaluation(
     groups = _adapter_groups(evaluation, task_of, {d: Path(p) for d, p in (adapters or {}).items()})
     for task, task_yaml in local_tasks.items():
         if task_metadata(task_yaml).get("executes_code") and not evaluation["allow_code_execution"]:
-            log.warning("domain '%s' (task %s): generations are saved but not executed, so pass@1 and `correct` are null. "
-                        "To score it, set evaluation.allow_code_execution: true (programs then run in grokpath.sandbox, "
-                        "a best-effort sandbox: use a machine you can afford to lose)", task_domains[task], task)
+            log.warning(
+                "domain '%s' (task %s): generations are saved but not executed, so pass@1 and `correct` are null. "
+                "To score it, set evaluation.allow_code_execution: true (programs then run in grokpath.sandbox, "
+                "a best-effort sandbox: use a machine you can afford to lose)",
+                task_domains[task],
+                task,
+            )
 
     out_dir.mkdir(parents=True, exist_ok=True)
     throwaway_cache = evaluation["datasets_cache"] is None
     for stale in out_dir.glob(".hf_datasets.*"):  # left by a killed run
         shutil.rmtree(stale, ignore_errors=True)
-    cache_dir = Path(tempfile.mkdtemp(prefix=".hf_datasets.", dir=out_dir)) if throwaway_cache else Path(evaluation["datasets_cache"])
+    cache_dir = (
+        Path(tempfile.mkdtemp(prefix=".hf_datasets.", dir=out_dir)) if throwaway_cache else Path(evaluation["datasets_cache"])
+    )
     calls = []
     try:
         with _offline_env(cache_dir, evaluation):
@@ -421,36 +444,68 @@ def run_evaluation(
                 cache_dir,
             )
             for adapter, tasks in groups:
-                calls.append(_call_lm_eval(evaluation, checkpoints, checkpoint_dir, tasks, rendered, adapter=adapter,
-                                           include_defaults=any(t not in local_tasks for t in tasks), threads=threads))
+                calls.append(
+                    _call_lm_eval(
+                        evaluation,
+                        checkpoints,
+                        checkpoint_dir,
+                        tasks,
+                        rendered,
+                        adapter=adapter,
+                        include_defaults=any(t not in local_tasks for t in tasks),
+                        threads=threads,
+                    )
+                )
     finally:
         if throwaway_cache:
             shutil.rmtree(cache_dir, ignore_errors=True)
     results = _merge_results(calls)
 
-    frame, keys = samples_frame(results, task_domains, evaluation["scoring"], ckpt, step,
-                                revision_sha=revision_sha, local_tasks=set(local_tasks))
+    frame, keys = samples_frame(
+        results, task_domains, evaluation["scoring"], ckpt, step, revision_sha=revision_sha, local_tasks=set(local_tasks)
+    )
     for task, domain in task_domains.items():
         in_domain = frame["domain"] == domain
         scored = frame.loc[in_domain, "correct"].dropna()
         accuracy = float(scored.astype(float).mean()) if len(scored) else math.nan
-        log.info("%s %s (%s): accuracy %.4f over %d samples (%d scored)", ckpt, domain, task, accuracy,
-                 int(in_domain.sum()), len(scored))
+        log.info(
+            "%s %s (%s): accuracy %.4f over %d samples (%d scored)",
+            ckpt,
+            domain,
+            task,
+            accuracy,
+            int(in_domain.sum()),
+            len(scored),
+        )
         key = keys.get(task)  # a group's aggregate may weigh subtasks differently: compare leaves only
         reported = results["results"].get(task, {}).get(key) if key else None
         if isinstance(reported, (int, float)) and len(scored) and abs(float(reported) - accuracy) > 1e-9:
-            log.warning("task '%s': lm-eval's %s = %s differs from mean(correct) = %s (metric is not 0/1 per sample)",
-                        task, key, reported, accuracy)
+            log.warning(
+                "task '%s': lm-eval's %s = %s differs from mean(correct) = %s (metric is not 0/1 per sample)",
+                task,
+                key,
+                reported,
+                accuracy,
+            )
 
     summary = {k: v for k, v in results.items() if k != "samples"}
     adapter_of = {task_domains[t]: (str(a) if a else None) for a, tasks in groups for t in tasks}
-    summary["grokpath"] = {"ckpt": ckpt, "step": step, "revision_sha": revision_sha, "checkpoint_dir": str(checkpoint_dir),
-                           "task_of_domain": task_of, "adapter_of_domain": adapter_of, "scoring_key": keys,
-                           "calls": [{"adapter": str(a) if a else None, "tasks": t, "config": c.get("config")}
-                                     for (a, t), c in zip(groups, calls)]}
+    summary["grokpath"] = {
+        "ckpt": ckpt,
+        "step": step,
+        "revision_sha": revision_sha,
+        "checkpoint_dir": str(checkpoint_dir),
+        "task_of_domain": task_of,
+        "adapter_of_domain": adapter_of,
+        "scoring_key": keys,
+        "calls": [{"adapter": str(a) if a else None, "tasks": t, "config": c.get("config")} for (a, t), c in zip(groups, calls)],
+    }
     write_json(summary, out_dir / "lm_eval.json")
-    write_frame(frame, out_dir / "samples.parquet",
-                metadata={"ckpt": ckpt, "step": step, "revision_sha": revision_sha, "scoring_key": keys})
+    write_frame(
+        frame,
+        out_dir / "samples.parquet",
+        metadata={"ckpt": ckpt, "step": step, "revision_sha": revision_sha, "scoring_key": keys},
+    )
     return frame
 
 
@@ -489,6 +544,11 @@ def _call_lm_eval(
         confirm_run_unsafe_code=evaluation["allow_code_execution"],
         bootstrap_iters=evaluation["bootstrap_iters"],
     )
-    log.info("lm-eval on %s%s: %d task(s) in %.1f s", model_dir, f" + adapter {adapter}" if adapter else "",
-             len(tasks), time.perf_counter() - started)
+    log.info(
+        "lm-eval on %s%s: %d task(s) in %.1f s",
+        model_dir,
+        f" + adapter {adapter}" if adapter else "",
+        len(tasks),
+        time.perf_counter() - started,
+    )
     return results

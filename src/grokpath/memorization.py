@@ -9,6 +9,7 @@ rises again is memorized only from the last time it comes back down.
 memorized fraction inside ``target_fraction``; if no grid value lands in the band, the
 one whose fraction is closest to it (the smaller ε on a tie), and ``in_band`` is False.
 """
+
 from __future__ import annotations
 
 import logging
@@ -80,7 +81,13 @@ def calibrate_epsilon(
         if fraction > high:  # the fraction never falls as ε grows: later grid values are farther
             break
     _, epsilon, fraction = best
-    log.warning("no ε on the %.3g grid gives a memorized fraction in %s; closest: ε=%s (fraction %.3f)", epsilon_step, target_fraction, epsilon, fraction)
+    log.warning(
+        "no ε on the %.3g grid gives a memorized fraction in %s; closest: ε=%s (fraction %.3f)",
+        epsilon_step,
+        target_fraction,
+        epsilon,
+        fraction,
+    )
     return {"epsilon": epsilon, "fraction": fraction, "in_band": False}
 
 
@@ -110,7 +117,12 @@ def memorization_steps(
     if epsilon == "auto":
         record = {**calibrate_epsilon(loss, delta, epsilon_step, tuple(target_fraction)), "mode": "auto"}
     elif isinstance(epsilon, (int, float)) and not isinstance(epsilon, bool):
-        record = {"epsilon": float(epsilon), "fraction": memorized_fraction(loss, float(epsilon), delta), "in_band": None, "mode": "fixed"}
+        record = {
+            "epsilon": float(epsilon),
+            "fraction": memorized_fraction(loss, float(epsilon), delta),
+            "in_band": None,
+            "mode": "fixed",
+        }
     else:
         raise ValueError(f"memorization.epsilon must be a number or 'auto', got {epsilon!r}")
     index = memorization_index(loss, record["epsilon"], delta)
@@ -136,13 +148,24 @@ def ablation_grid(
     Rows: parameter ("epsilon"|"delta"), epsilon, delta, step, n_memorized (t* ≤ step), fraction.
     """
     _, steps, loss = loss_matrix(losses)
-    settings = [("epsilon", float(e), float(main_delta)) for e in epsilons] + [("delta", float(main_epsilon), float(d)) for d in deltas]
+    settings = [("epsilon", float(e), float(main_delta)) for e in epsilons] + [
+        ("delta", float(main_epsilon), float(d)) for d in deltas
+    ]
     rows = []
     for parameter, epsilon, delta in settings:
         index = memorization_index(loss, epsilon, delta)
         for k, step in enumerate(steps):
             n = int(((index >= 0) & (index <= k)).sum())
-            rows.append({"parameter": parameter, "epsilon": epsilon, "delta": delta, "step": int(step), "n_memorized": n, "fraction": n / len(index)})
+            rows.append(
+                {
+                    "parameter": parameter,
+                    "epsilon": epsilon,
+                    "delta": delta,
+                    "step": int(step),
+                    "n_memorized": n,
+                    "fraction": n / len(index),
+                }
+            )
     return pd.DataFrame(rows)
 
 

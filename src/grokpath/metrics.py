@@ -1,6 +1,7 @@
 """Paper A per-sample metrics, file to file: read trace / eval Parquet, call the metric
 functions, write the metric tables. One function per CLI subcommand; paths come from the rule.
 """
+
 from __future__ import annotations
 
 import logging
@@ -56,7 +57,9 @@ def read_trace(path: Path | str, columns: list[str] | None = None) -> tuple[pd.D
             raise ValueError(f"trace file {path}: metadata lacks L and K, so the routing column cannot be shaped")
         n_layers = shape[0]
         if len(flat) != len(routing_col) * shape[0] * shape[1]:
-            raise ValueError(f"trace file {path}: routing has {len(flat) // max(len(routing_col), 1)} values per sample, metadata says L×K = {shape[0]}×{shape[1]}")
+            raise ValueError(
+                f"trace file {path}: routing has {len(flat) // max(len(routing_col), 1)} values per sample, metadata says L×K = {shape[0]}×{shape[1]}"
+            )
     n = len(routing_col)
     if n == 0:
         raise ValueError(f"trace file {path} has no samples")
@@ -64,7 +67,9 @@ def read_trace(path: Path | str, columns: list[str] | None = None) -> tuple[pd.D
     return frame, routing
 
 
-def _read_traces(paths: list[Path], domain: str, columns: list[str] | None = None) -> list[tuple[pd.DataFrame, np.ndarray | None]]:
+def _read_traces(
+    paths: list[Path], domain: str, columns: list[str] | None = None
+) -> list[tuple[pd.DataFrame, np.ndarray | None]]:
     out = []
     for path in paths:
         frame, routing = read_trace(path, columns)
@@ -114,7 +119,14 @@ def run_memorization(cfg: dict, domain: str, train_traces: list[Path], out: Path
     frame.insert(0, "domain", domain)
     frame.insert(4, "t_star_ckpt", _at_steps(step_to_ckpt, frame["t_star_step"]))
     frame.insert(5, "t_star_revision_sha", _at_steps(step_to_sha, frame["t_star_step"]))
-    log.info("memorization %s: ε=%s (%s), %.1f%% memorized, in band: %s", domain, record["epsilon"], record["mode"], 100 * record["fraction"], record["in_band"])
+    log.info(
+        "memorization %s: ε=%s (%s), %.1f%% memorized, in band: %s",
+        domain,
+        record["epsilon"],
+        record["mode"],
+        100 * record["fraction"],
+        record["in_band"],
+    )
     write_frame(frame, out, metadata={"calibration": {domain: record}, **provenance()})
 
     ablation = memorization.ablation_grid(
@@ -144,7 +156,18 @@ def distance_groups(memorized: pd.DataFrame) -> dict[str, set[str]]:
     return groups
 
 
-DISTANCE_COLUMNS = ["ckpt", "step", "domain", "group", "threshold", "layer", "mean_distance", "n_pairs", "sampled", "revision_sha"]
+DISTANCE_COLUMNS = [
+    "ckpt",
+    "step",
+    "domain",
+    "group",
+    "threshold",
+    "layer",
+    "mean_distance",
+    "n_pairs",
+    "sampled",
+    "revision_sha",
+]
 
 
 def _revision_sha(frame: pd.DataFrame) -> str | None:
@@ -158,12 +181,23 @@ def _revision_sha(frame: pd.DataFrame) -> str | None:
 
 
 def _distance_kwargs(section: dict, threads: int) -> dict:
-    return {"max_pairs": section["max_pairs"], "seed": section["seed"], "level": section["level"],
-            "block_rows": section["block_rows"], "workers": threads}
+    return {
+        "max_pairs": section["max_pairs"],
+        "seed": section["seed"],
+        "level": section["level"],
+        "block_rows": section["block_rows"],
+        "workers": threads,
+    }
 
 
 def run_pathways(
-    cfg: dict, domain: str, traces: list[Path], memorization_path: Path, pathways_out: Path, distances_out: Path, threads: int = -1
+    cfg: dict,
+    domain: str,
+    traces: list[Path],
+    memorization_path: Path,
+    pathways_out: Path,
+    distances_out: Path,
+    threads: int = -1,
 ) -> None:
     section = cfg["pathways"]
     threshold, crossing = section["threshold"], section["include_crossing"]
@@ -177,7 +211,7 @@ def run_pathways(
 
     pathway_rows, distance_rows = [], []
     for path in tqdm(traces, desc=f"pathways {domain}", unit="file"):
-        (frame, routing), = _read_traces([path], domain)
+        ((frame, routing),) = _read_traces([path], domain)
         split = str(frame["split"].iloc[0]) if "split" in frame.columns else Path(path).stem.split("_")[-1]
         ckpt, step = str(frame["ckpt"].iloc[0]), int(frame["step"].iloc[0])
         revision_sha = _revision_sha(frame)
@@ -185,7 +219,10 @@ def run_pathways(
         pathway_rows.append(
             pd.DataFrame(
                 {
-                    "ckpt": ckpt, "step": step, "domain": domain, "split": split,
+                    "ckpt": ckpt,
+                    "step": step,
+                    "domain": domain,
+                    "split": split,
                     "sample_id": frame["sample_id"].to_numpy(),
                     "pathway": strings,
                     "n_experts_total": pathways.n_experts_total(routing, threshold, crossing).astype(np.int32),
@@ -203,8 +240,9 @@ def run_pathways(
         members = {group: np.isin(ids, list(ids_in)) for group, ids_in in groups.items()}
         members = {group: mask for group, mask in members.items() if mask.sum() >= 2}
         by_threshold = {  # every group from one pass over the pairs, per threshold and per layer
-            t: pathways.group_mean_distances(strings if t == threshold else pathways.pathway_strings(routing, t, crossing),
-                                             members, **distance_kwargs)
+            t: pathways.group_mean_distances(
+                strings if t == threshold else pathways.pathway_strings(routing, t, crossing), members, **distance_kwargs
+            )
             for t in thresholds
         }
         per_layer = pathways.layer_strings(routing, threshold, crossing)
@@ -222,7 +260,14 @@ def run_pathways(
     meta = {"pathways": section, **provenance()}
     write_frame(pd.concat(pathway_rows, ignore_index=True), pathways_out, metadata=meta)
     distances = pd.DataFrame(distance_rows, columns=DISTANCE_COLUMNS).astype(
-        {"step": "int64", "threshold": "float64", "layer": "int64", "n_pairs": "int64", "sampled": "bool", "revision_sha": "string"}
+        {
+            "step": "int64",
+            "threshold": "float64",
+            "layer": "int64",
+            "n_pairs": "int64",
+            "sampled": "bool",
+            "revision_sha": "string",
+        }
     )
     write_frame(distances, distances_out, metadata=meta)
 
@@ -251,7 +296,9 @@ def run_cross_distances(cfg: dict, pathway_files: list[Path], out: Path, threads
                     mean, n_pairs, sampled = pathways.cross_distance(by_domain[a], by_domain[b], **distance_kwargs)
                     rows.append((ckpt, int(step), a, b, mean, n_pairs, sampled, revision_sha))
     log.info("cross distances: %d (checkpoint, domain pair) rows over domains %s", len(rows), domains)
-    frame = pd.DataFrame(rows, columns=["ckpt", "step", "domain_a", "domain_b", "mean_distance", "n_pairs", "sampled", "revision_sha"])
+    frame = pd.DataFrame(
+        rows, columns=["ckpt", "step", "domain_a", "domain_b", "mean_distance", "n_pairs", "sampled", "revision_sha"]
+    )
     frame = frame.astype({"revision_sha": "string"})
     write_frame(frame.sort_values(["step", "domain_a", "domain_b"], ignore_index=True), out, metadata=provenance())
 
@@ -270,7 +317,7 @@ def run_consistency(cfg: dict, domain: str, traces: list[Path], router_weights: 
         if not weights_path.is_file():
             raise FileNotFoundError(f"router weights not found: {weights_path}")
         router = np.load(weights_path)
-        (frame, routing), = _read_traces([path], domain)
+        ((frame, routing),) = _read_traces([path], domain)
         if routing.shape[1:] != router.shape[:2]:
             raise ValueError(f"{path}: routing has L, K = {routing.shape[1:]} but {weights_path} has {router.shape[:2]}")
         scores = consistency_lib.routing_consistency(routing, router, guard)
@@ -278,8 +325,12 @@ def run_consistency(cfg: dict, domain: str, traces: list[Path], router_weights: 
         rows.append(
             pd.DataFrame(
                 {
-                    "ckpt": frame["ckpt"].astype(str).to_numpy(), "step": frame["step"].astype("int64").to_numpy(),
-                    "domain": domain, "split": split, "sample_id": frame["sample_id"].to_numpy(), **scores,
+                    "ckpt": frame["ckpt"].astype(str).to_numpy(),
+                    "step": frame["step"].astype("int64").to_numpy(),
+                    "domain": domain,
+                    "split": split,
+                    "sample_id": frame["sample_id"].to_numpy(),
+                    **scores,
                     "revision_sha": pd.array([_revision_sha(frame)] * len(frame), dtype="string"),
                 }
             )
@@ -316,7 +367,14 @@ def _read_texts(path: Path, field: str) -> pd.DataFrame:
 
 
 def run_groups(
-    cfg: dict, domain: str, memorization_path: Path, onset_path: Path, train_texts: Path, test_texts: Path, out: Path, threads: int | None = None
+    cfg: dict,
+    domain: str,
+    memorization_path: Path,
+    onset_path: Path,
+    train_texts: Path,
+    test_texts: Path,
+    out: Path,
+    threads: int | None = None,
 ) -> None:
     section = cfg["matching"]
     if threads:
@@ -335,8 +393,17 @@ def run_groups(
     log.info("groups %s: %d memorized train samples, %d generalized test samples", domain, len(train), len(test))
     frame = matching.matched_groups(train, test, section["backend"], section["batch_size"])
     frame.insert(0, "domain", domain)
-    frame = frame.astype({"train_group_step": "int64", "test_group_step": "int64", "n_train": "int64", "n_test": "int64",
-                          "similarity": "float64", "delay_steps": "int64", "backend": "string"})
+    frame = frame.astype(
+        {
+            "train_group_step": "int64",
+            "test_group_step": "int64",
+            "n_train": "int64",
+            "n_test": "int64",
+            "similarity": "float64",
+            "delay_steps": "int64",
+            "backend": "string",
+        }
+    )
     write_frame(frame, out, metadata={"matching": section, **provenance()})
 
 

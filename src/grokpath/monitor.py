@@ -9,6 +9,7 @@ averaged; uniform routing gives log K: a collapse shows as this climbing to log 
 No test set is needed: a falling distance and rising cosine after the training
 loss has flattened is the memorization-to-generalization signal.
 """
+
 from __future__ import annotations
 
 from typing import Self
@@ -80,18 +81,27 @@ class Monitor:
         new = []
         for domain, batch in self.probes.items():
             with GateLogits(model, self.traces["gate_module"]) as gates:
-                loss, routing = trace_batch(model, batch["input_ids"], batch["attention_mask"], self.traces["routing_normalization"])
+                loss, routing = trace_batch(
+                    model, batch["input_ids"], batch["attention_mask"], self.traces["routing_normalization"]
+                )
             entropy = routing_entropies(gates.logits, batch["attention_mask"])
             routing = routing.numpy()
             strings = pathway_strings(routing, self.pathways["threshold"], self.pathways["include_crossing"])
             distance = mean_pairwise_distance(strings, level=self.pathways["level"], workers=1)[0]
             cons = routing_consistency(routing, weights, self.consistency["guard_min_max_cosine"])
-            new.append({
-                "step": step, "domain": domain, "pathway_distance": float(distance),
-                "consistency": float(np.nanmean(cons["consistency"])) if np.isfinite(cons["consistency"]).any() else float("nan"),
-                "mean_cosine": float(np.mean(cons["mean_cosine"])), "probe_loss": float(loss.mean()),
-                "token_entropy": float(entropy["token_sum"].mean() / entropy["n_tokens"]),
-            })
+            new.append(
+                {
+                    "step": step,
+                    "domain": domain,
+                    "pathway_distance": float(distance),
+                    "consistency": float(np.nanmean(cons["consistency"]))
+                    if np.isfinite(cons["consistency"]).any()
+                    else float("nan"),
+                    "mean_cosine": float(np.mean(cons["mean_cosine"])),
+                    "probe_loss": float(loss.mean()),
+                    "token_entropy": float(entropy["token_sum"].mean() / entropy["n_tokens"]),
+                }
+            )
         self.rows.extend(new)
         return new
 

@@ -5,6 +5,7 @@ checkpoints t, t+1, ..., T the mean accuracy is above ``min_accuracy`` and there
 most ``max_errors`` errors. With ``require_correct_at_onset`` (our choice, default on)
 j must also be correct at t itself, so the onset never sits on a wrong answer.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -19,7 +20,9 @@ def correctness_matrix(samples: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, n
     return sample_ids, steps, wide.to_numpy(dtype=bool)
 
 
-def onset_index(correct: np.ndarray, min_accuracy: float = 0.8, max_errors: int = 1, require_correct_at_onset: bool = True) -> np.ndarray:
+def onset_index(
+    correct: np.ndarray, min_accuracy: float = 0.8, max_errors: int = 1, require_correct_at_onset: bool = True
+) -> np.ndarray:
     """Per sample, the index of its onset checkpoint t#, or -1 if it never generalizes."""
     correct = np.asarray(correct, dtype=bool)
     n_ckpt = correct.shape[1]
@@ -32,7 +35,9 @@ def onset_index(correct: np.ndarray, min_accuracy: float = 0.8, max_errors: int 
     return np.where(ok.any(axis=1), ok.argmax(axis=1), -1)
 
 
-def onset_steps(samples: pd.DataFrame, min_accuracy: float = 0.8, max_errors: int = 1, require_correct_at_onset: bool = True) -> pd.DataFrame:
+def onset_steps(
+    samples: pd.DataFrame, min_accuracy: float = 0.8, max_errors: int = 1, require_correct_at_onset: bool = True
+) -> pd.DataFrame:
     """t# per test sample: (sample_id, generalized, t_hash_step)."""
     sample_ids, steps, correct = correctness_matrix(samples)
     index = onset_index(correct, min_accuracy, max_errors, require_correct_at_onset)

@@ -16,6 +16,7 @@ Distances are plain, unnormalized Levenshtein distances (rapidfuzz), at one of t
   one changed expert costs 1. Each id is mapped to one private-use code point, which is
   the same as Levenshtein over the token lists, only faster.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -52,7 +53,7 @@ def layer_strings(routing: np.ndarray, threshold: float = 0.7, include_crossing:
     """Per sample, per layer: the kept experts joined with ``,`` (``"3,1,5"``)."""
     order, n_keep = kept_experts(routing, threshold, include_crossing)
     return [
-        [",".join(map(str, order[i, l, : n_keep[i, l]])) for l in range(order.shape[1])]
+        [",".join(map(str, order[i, layer, : n_keep[i, layer]])) for layer in range(order.shape[1])]
         for i in range(order.shape[0])
     ]
 
@@ -98,8 +99,9 @@ def _unique_counts(strings: list[str], members: dict[str, np.ndarray]) -> tuple[
     return list(index), counts
 
 
-def _weighted_sums(rows: list[str], cols: list[str], row_w: np.ndarray, col_w: np.ndarray, *, triangle: bool,
-                   block_rows: int, workers: int) -> np.ndarray:
+def _weighted_sums(
+    rows: list[str], cols: list[str], row_w: np.ndarray, col_w: np.ndarray, *, triangle: bool, block_rows: int, workers: int
+) -> np.ndarray:
     """Per group g, Σ row_w[u, g]·col_w[v, g]·d(rows[u], cols[v]) as exact integers (G,).
 
     ``triangle``: rows and cols are the same list and only u < v counts (the distance is

@@ -19,6 +19,7 @@ continues, giving bit-identical weights to an uninterrupted run on the same
 machine and thread count. Delete ``<state>`` to start over; a state from another
 config is refused.
 """
+
 from __future__ import annotations
 
 import json
@@ -89,7 +90,9 @@ def evaluate_rows(model, tokenizer, rows: list[dict], loss_on: str, batch_size: 
         chunk = rows[start : start + batch_size]
         batch = encode(chunk, tokenizer, loss_on)
         loss, correct, _ = sequence_losses(model, batch)
-        frames.append(pd.DataFrame({"sample_id": [r["sample_id"] for r in chunk], "loss": loss.numpy(), "correct": correct.numpy()}))
+        frames.append(
+            pd.DataFrame({"sample_id": [r["sample_id"] for r in chunk], "loss": loss.numpy(), "correct": correct.numpy()})
+        )
     return pd.concat(frames, ignore_index=True)
 
 
@@ -207,7 +210,9 @@ def pretrain(
     data = {d: encode(rows, tokenizer, pre["loss_on"]) for d, rows in train.items()}
     longest = max(int(b["attention_mask"].sum(1).max()) for b in data.values())
     if longest > pre["max_position_embeddings"]:
-        raise ValueError(f"pretrain.max_position_embeddings={pre['max_position_embeddings']} < longest training text ({longest} tokens)")
+        raise ValueError(
+            f"pretrain.max_position_embeddings={pre['max_position_embeddings']} < longest training text ({longest} tokens)"
+        )
 
     full_batch = not pre["batch_size"]  # 0 or null: full batch
     torch.manual_seed(pre["seed"])
@@ -227,7 +232,9 @@ def pretrain(
     if state_path.is_file():
         state = torch.load(state_path, weights_only=False)
         if state["config_hash"] != chash:
-            raise ValueError(f"{state_path} belongs to another config (hash {state['config_hash']} != {chash}); delete it to restart")
+            raise ValueError(
+                f"{state_path} belongs to another config (hash {state['config_hash']} != {chash}); delete it to restart"
+            )
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         torch.set_rng_state(state["torch_rng"])
@@ -279,14 +286,27 @@ def pretrain(
                 monitor.record(model, step)
             model.train()
             _save_torch(_weights_path(state_path, step), model.state_dict())
-            _save_torch(state_path, {
-                "step": step, "config_hash": chash, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                "torch_rng": torch.get_rng_state(), "sampler": sampler.get_state(), "loss_rows": loss_rows,
-                "monitor_rows": monitor.rows if monitor is not None else [],
-            })
+            _save_torch(
+                state_path,
+                {
+                    "step": step,
+                    "config_hash": chash,
+                    "model": model.state_dict(),
+                    "optimizer": optimizer.state_dict(),
+                    "torch_rng": torch.get_rng_state(),
+                    "sampler": sampler.get_state(),
+                    "loss_rows": loss_rows,
+                    "monitor_rows": monitor.rows if monitor is not None else [],
+                },
+            )
             _save_checkpoint(model, tokenizer, checkpoints_dir / local_name(step), step, chash)
-            log.info("step %d: loss %.4f (%s), %.1fs", step, total,
-                     " ".join(f"{d}={row[f'loss_{d}']:.3f}" for d in domains), time.time() - began)
+            log.info(
+                "step %d: loss %.4f (%s), %.1fs",
+                step,
+                total,
+                " ".join(f"{d}={row[f'loss_{d}']:.3f}" for d in domains),
+                time.time() - began,
+            )
             if stop_after_step is not None and step >= stop_after_step:
                 log.info("stopping after step %d as asked", step)
                 return

@@ -13,6 +13,7 @@ each resampled accuracy curve. Per-sample onsets t# are :mod:`grokpath.onset`'s.
 The delay columns apply :func:`grokpath.world.criterion.grokking_criterion` to the mean
 training loss over all training samples and the test accuracy (``analysis.delay``).
 """
+
 from __future__ import annotations
 
 import logging
@@ -22,9 +23,9 @@ import numpy as np
 import pandas as pd
 
 from grokpath.bootstrap import percentile_ci, resample_counts, weighted_means
-from grokpath.seeds import domain_rng
 from grokpath.io import write_text
 from grokpath.samples import read_samples, require, sample_matrix
+from grokpath.seeds import domain_rng
 from grokpath.world.criterion import grokking_criterion
 
 log = logging.getLogger(__name__)

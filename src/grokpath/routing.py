@@ -10,6 +10,7 @@ and Mixtral in transformers 5.x). Their output differs across versions:
 :func:`logits_of` accepts both. The trace pass hooks the routers found here and reduces
 their logits on the device (``grokpath.traces.RoutingAccumulator``).
 """
+
 from __future__ import annotations
 
 import re

@@ -12,6 +12,7 @@ generalization onset, null = never), consistency, mean_cosine (where consistency
 has the split), entropy and pathway (where pathways.parquet has the split; the pathway at
 ``pathways.threshold``). Rows are sorted by domain, split, step, sample_id.
 """
+
 from __future__ import annotations
 
 import logging
@@ -32,8 +33,21 @@ ONSET_COLUMNS = ["domain", "sample_id", "t_hash_step"]
 CONSISTENCY_COLUMNS = ["ckpt", "domain", "split", "sample_id", "consistency", "mean_cosine"]
 PATHWAY_COLUMNS = ["ckpt", "domain", "split", "sample_id", "pathway", "entropy"]
 COLUMNS = [
-    "domain", "ckpt", "step", "revision_sha", "split", "sample_id", "loss", "correct", "memorized", "t_star_step",
-    "t_hash_step", "consistency", "mean_cosine", "entropy", "pathway",
+    "domain",
+    "ckpt",
+    "step",
+    "revision_sha",
+    "split",
+    "sample_id",
+    "loss",
+    "correct",
+    "memorized",
+    "t_star_step",
+    "t_hash_step",
+    "consistency",
+    "mean_cosine",
+    "entropy",
+    "pathway",
 ]
 SPLIT_ORDER = {"train": 0, "validation": 1, "test": 2}
 
@@ -69,7 +83,9 @@ def read_samples(path: Path | str) -> pd.DataFrame:
     return read_table(path, COLUMNS)
 
 
-def sample_matrix(frame: pd.DataFrame, ckpts: list[str], value: str, ids: list[str] | None = None) -> tuple[np.ndarray, list[str]]:
+def sample_matrix(
+    frame: pd.DataFrame, ckpts: list[str], value: str, ids: list[str] | None = None
+) -> tuple[np.ndarray, list[str]]:
     """(checkpoint × sample) matrix of ``value``; a sample missing at a checkpoint is NaN."""
     wide = frame.pivot_table(index="ckpt", columns="sample_id", values=value, aggfunc="mean", observed=True, dropna=False)
     if ids is not None:
@@ -126,8 +142,17 @@ def build_samples(
         frame = _strings(frame[keys + columns], keys).drop_duplicates(keys)
         table = table.merge(frame, on=keys, how="left")
 
-    table = table.astype({"step": "int64", "loss": "float64", "t_star_step": "Int64", "t_hash_step": "Int64",
-                          "consistency": "float64", "mean_cosine": "float64", "entropy": "float64"})
+    table = table.astype(
+        {
+            "step": "int64",
+            "loss": "float64",
+            "t_star_step": "Int64",
+            "t_hash_step": "Int64",
+            "consistency": "float64",
+            "mean_cosine": "float64",
+            "entropy": "float64",
+        }
+    )
     table = table.astype({"revision_sha": "string", "pathway": "string"})  # typed even when all null (mini world)
     table = table.assign(_split=table["split"].map(SPLIT_ORDER))
     table = table.sort_values(["domain", "_split", "step", "sample_id"], kind="stable").drop(columns="_split")
@@ -153,7 +178,11 @@ def write_samples(
         read_table(pathways_path, PATHWAY_COLUMNS),
     )
     write_frame(table, out_path, metadata=provenance())
-    log.info("samples: %d rows (%d domains, %d checkpoints) -> %s", len(table), table["domain"].nunique(),
-             table["ckpt"].nunique(), out_path)
+    log.info(
+        "samples: %d rows (%d domains, %d checkpoints) -> %s",
+        len(table),
+        table["domain"].nunique(),
+        table["ckpt"].nunique(),
+        out_path,
+    )
     return table
-

@@ -21,6 +21,7 @@ What the child gets:
 A program passes when it exits with status 0 (HumanEval: prompt + completion + tests +
 ``check(entry_point)``, any failing assert raises).
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -39,7 +40,7 @@ from pathlib import Path
 SETTINGS_ENV = "GROKPATH_CODE_EXECUTION"
 
 # Runs in the child before the user program: limits, then the audit hook, then the program.
-_BOOTSTRAP = r'''
+_BOOTSTRAP = r"""
 import os, resource, sys
 
 def _main():
@@ -92,7 +93,7 @@ def _main():
     exec(code, globs)
 
 _main()
-'''
+"""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -121,13 +122,28 @@ def run_program(
     workdir = Path(tempfile.mkdtemp(prefix="grokpath-sandbox-")).resolve()
     try:
         (workdir / "program.py").write_text(program)
-        cmd = [python or sys.executable, "-I", "-B", "-c", _BOOTSTRAP, str(workdir),
-               str(int(memory_mb) * 2**20), str(int(cpu_s)), str(int(max_file_mb) * 2**20)]
-        env = {"PATH": "/usr/bin:/bin", "HOME": str(workdir), "TMPDIR": str(workdir), "LANG": "C.UTF-8",
-               "PYTHONHASHSEED": "0"}
+        cmd = [
+            python or sys.executable,
+            "-I",
+            "-B",
+            "-c",
+            _BOOTSTRAP,
+            str(workdir),
+            str(int(memory_mb) * 2**20),
+            str(int(cpu_s)),
+            str(int(max_file_mb) * 2**20),
+        ]
+        env = {"PATH": "/usr/bin:/bin", "HOME": str(workdir), "TMPDIR": str(workdir), "LANG": "C.UTF-8", "PYTHONHASHSEED": "0"}
         started = time.perf_counter()
-        proc = subprocess.Popen(cmd, cwd=workdir, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                stderr=subprocess.PIPE, start_new_session=True)
+        proc = subprocess.Popen(
+            cmd,
+            cwd=workdir,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            start_new_session=True,
+        )
         try:
             _, err = proc.communicate(timeout=timeout_s)
             status = "passed" if proc.returncode == 0 else "failed"

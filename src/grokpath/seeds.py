@@ -1,4 +1,5 @@
 """Seeded random streams keyed by name, so adding a domain never changes another's draws."""
+
 from __future__ import annotations
 
 import zlib

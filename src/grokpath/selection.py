@@ -18,6 +18,7 @@ seeded shuffle buffer; test sets in order.
 Outputs (docs/CONTRACTS.md, "Data stage"): ``<domain>/{train,validation,test_unfiltered}.jsonl`` and a
 manifest part per domain or tuning set, gathered into ``results/data/manifest.parquet``.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -101,6 +102,7 @@ def keyword_hits(row: dict, flt: dict) -> int:
 
 def format_record(fmt: str, row: dict, spec: dict, label: str, row_id: str) -> dict:
     """One record (without sample_id): ``text`` plus the fields the format keeps."""
+
     def col(name: str):
         return _column(row, name, label, row_id)
 
@@ -214,7 +216,9 @@ def open_streams(data: dict, spec: dict, local_stem: str, label: str) -> list[tu
                 ds = load_dataset(spec["path"], **kwargs)
             except Exception as err:  # noqa: BLE001 - datasets raises many types; name the source
                 hint = " (gated dataset: accept its terms on the hub and set HF_TOKEN)" if spec.get("gated") else ""
-                raise DataError(f"{label}: cannot open '{spec['path']}' config {config!r} split '{kwargs['split']}'{hint}: {err}") from None
+                raise DataError(
+                    f"{label}: cannot open '{spec['path']}' config {config!r} split '{kwargs['split']}'{hint}: {err}"
+                ) from None
             streams.append((config, revision or "url", ds))
     elif source == "local":
         configs = _configs(spec)
@@ -275,16 +279,24 @@ def load_length_tokenizer(data: dict):
 
     try:
         # A tokenizer only measures lengths here: never run a repository's code for it.
-        return AutoTokenizer.from_pretrained(
-            tok["repo_id"], revision=tok.get("revision") or "main", trust_remote_code=False
-        )
+        return AutoTokenizer.from_pretrained(tok["repo_id"], revision=tok.get("revision") or "main", trust_remote_code=False)
     except Exception as err:  # noqa: BLE001 - network, missing revision: name the tokenizer
         raise DataError(f"data.tokenizer: cannot load '{tok['repo_id']}' at revision '{tok.get('revision')}': {err}") from None
 
 
 def select_source(
-    data: dict, spec: dict, *, domain: str, split: str, n: int | None, tokenizer, local_stem: str, label: str,
-    sample_prefix: str, window: bool, shuffle: bool,
+    data: dict,
+    spec: dict,
+    *,
+    domain: str,
+    split: str,
+    n: int | None,
+    tokenizer,
+    local_stem: str,
+    label: str,
+    sample_prefix: str,
+    window: bool,
+    shuffle: bool,
 ) -> tuple[list[dict], list[dict], dict]:
     """Records, manifest rows and counts for one source.
 
@@ -333,9 +345,15 @@ def select_source(
         row_id = row_id if row_id is not None else sha[:16]
         record = {"sample_id": f"{sample_prefix}-{row_id}", **record}
         meta = {
-            "domain": domain, "split": split, "sample_id": record["sample_id"], "source_dataset": spec["path"],
-            "source_config": config, "source_split": spec.get("split") or "train", "source_revision": revision,
-            "source_row_id": row_id, "text_sha256": sha,
+            "domain": domain,
+            "split": split,
+            "sample_id": record["sample_id"],
+            "source_dataset": spec["path"],
+            "source_config": config,
+            "source_split": spec.get("split") or "train",
+            "source_revision": revision,
+            "source_row_id": row_id,
+            "text_sha256": sha,
         }
         pending.append((record, meta))
         if len(pending) >= TOKENIZE_CHUNK:
@@ -380,9 +398,17 @@ def select_domain(cfg: dict, domain: str, out_dir: Path | str, manifest_out: Pat
     out_dir, rows, stats = Path(out_dir), [], {}
     for split, filename in SPLIT_FILES.items():
         records, manifest, counts = select_source(
-            data, specs[split], domain=domain, split=split.replace("test", "test_unfiltered"), n=_split_n(data, split),
-            tokenizer=tokenizer, local_stem=f"{domain}/{split}", label=f"data.domains.{domain}.{split}",
-            sample_prefix=f"{domain}-{split}", window=split in data["window_splits"], shuffle=split in SHUFFLED_SPLITS,
+            data,
+            specs[split],
+            domain=domain,
+            split=split.replace("test", "test_unfiltered"),
+            n=_split_n(data, split),
+            tokenizer=tokenizer,
+            local_stem=f"{domain}/{split}",
+            label=f"data.domains.{domain}.{split}",
+            sample_prefix=f"{domain}-{split}",
+            window=split in data["window_splits"],
+            shuffle=split in SHUFFLED_SPLITS,
         )
         write_jsonl(records, out_dir / filename)
         rows += manifest
@@ -403,8 +429,17 @@ def select_tuning(cfg: dict, name: str, out: Path | str, manifest_out: Path | st
     tokenizer = tokenizer or load_length_tokenizer(data)
     n = tuning.get("n")
     records, manifest, counts = select_source(
-        data, spec, domain=TUNING_DOMAIN, split=name, n=n, tokenizer=tokenizer, local_stem=f"tuning/{name}",
-        label=f"data.tuning.sets.{name}", sample_prefix=f"tuning-{name}", window=False, shuffle=n is not None,
+        data,
+        spec,
+        domain=TUNING_DOMAIN,
+        split=name,
+        n=n,
+        tokenizer=tokenizer,
+        local_stem=f"tuning/{name}",
+        label=f"data.tuning.sets.{name}",
+        sample_prefix=f"tuning-{name}",
+        window=False,
+        shuffle=n is not None,
     )
     write_jsonl(records, out)
     write_parquet(_manifest_table(manifest), manifest_out, metadata={"counts": {f"{TUNING_DOMAIN}/{name}": counts}})

@@ -30,6 +30,7 @@ What it cannot stand in for: authentication and gated repos, the CDN / Xet
 redirects the real hub answers LFS downloads with, rate limits and real network
 failures (DNS, TLS, proxies, stalls).
 """
+
 from __future__ import annotations
 
 import email.utils
@@ -178,7 +179,9 @@ def build_tokenizer():
         show_progress=False,
     )
     core.train_from_iterator(TOKENIZER_TEXT.splitlines(keepends=True), trainer=trainer)
-    return PreTrainedTokenizerFast(tokenizer_object=core, model_max_length=STANDIN_MODEL["max_position_embeddings"], **SPECIAL_TOKENS)
+    return PreTrainedTokenizerFast(
+        tokenizer_object=core, model_max_length=STANDIN_MODEL["max_position_embeddings"], **SPECIAL_TOKENS
+    )
 
 
 def build_standin_repo(
@@ -291,7 +294,7 @@ def _tree_entry(entry: dict, sha: str, expand: bool) -> dict:
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
-    server: "_Server"
+    server: _Server
 
     def log_message(self, format, *args):  # noqa: A002 - http.server's signature
         log.info("%s " + format, self.client_address[0], *args)
@@ -492,7 +495,7 @@ class StandinHub:
     def serve_forever(self) -> None:
         self.server.serve_forever()
 
-    def start(self) -> "StandinHub":
+    def start(self) -> StandinHub:
         self._thread = threading.Thread(target=self.server.serve_forever, name="standin-hub", daemon=True)
         self._thread.start()
         return self
@@ -503,7 +506,7 @@ class StandinHub:
         if self._thread is not None:
             self._thread.join()
 
-    def __enter__(self) -> "StandinHub":
+    def __enter__(self) -> StandinHub:
         return self.start()
 
     def __exit__(self, *exc) -> None:

@@ -20,6 +20,7 @@ Our design (the paper gives only "16 experts, 100-dim inputs, 200 samples"):
 Structured routing makes G Gᵀ close to a block matrix, so the kernel becomes block diagonal
 over clusters with rank about n_clusters × (cluster_rank + 1); erratic routing spreads it.
 """
+
 from __future__ import annotations
 
 import logging
@@ -120,7 +121,12 @@ def run_theory(theory: dict) -> pd.DataFrame:
     for seed in seeds:
         frames.append(run_theory_seed(theory, seed))
         last = frames[-1].iloc[-1]
-        log.info("theory seed %d: effective dimension %.1f, distance %.1f at the end", seed, last.effective_dimension, last.pathway_distance)
+        log.info(
+            "theory seed %d: effective dimension %.1f, distance %.1f at the end",
+            seed,
+            last.effective_dimension,
+            last.pathway_distance,
+        )
     return pd.concat(frames, ignore_index=True)
 
 

@@ -15,6 +15,7 @@ loss (float32: mean next-token NLL over the n_tokens - 1 predictions with
 i.e. the target and the closing newline of ``text == prompt + target + "\n"``),
 routing (fixed_size_list<float32>[L*K], layer-major token-mean routing weights).
 """
+
 from __future__ import annotations
 
 import logging
@@ -80,7 +81,9 @@ def _predicted(attention_mask: torch.Tensor, loss_mask: torch.Tensor | None) -> 
     return valid
 
 
-def _chunked_token_nll(logits: torch.Tensor, input_ids: torch.Tensor, want_hits: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
+def _chunked_token_nll(
+    logits: torch.Tensor, input_ids: torch.Tensor, want_hits: bool
+) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Per-position next-token NLL (B, T-1) float32 and argmax hits (B, T-1) bool or None.
 
     Rows of logits go through ``F.cross_entropy`` a chunk at a time (cache-sized on the
@@ -137,8 +140,14 @@ class RoutingAccumulator:
     the real-token counts: one device-to-host copy per batch.
     """
 
-    def __init__(self, model, attention_mask: torch.Tensor, normalization: str = "softmax",
-                 gate_module: str = DEFAULT_GATE_MODULE, per_token: bool = False):
+    def __init__(
+        self,
+        model,
+        attention_mask: torch.Tensor,
+        normalization: str = "softmax",
+        gate_module: str = DEFAULT_GATE_MODULE,
+        per_token: bool = False,
+    ):
         if normalization not in NORMALIZATIONS:
             raise ValueError(f"traces.routing_normalization '{normalization}' is not one of {NORMALIZATIONS}")
         self.gates = find_gates(model, gate_module)
@@ -146,7 +155,9 @@ class RoutingAccumulator:
         self.normalization, self.per_token = normalization, per_token
         self.mask = attention_mask.float()
         batch = attention_mask.shape[0]
-        self.sums = torch.zeros(len(self.gates), batch, num_experts(self.gates[0]), dtype=torch.float32, device=attention_mask.device)
+        self.sums = torch.zeros(
+            len(self.gates), batch, num_experts(self.gates[0]), dtype=torch.float32, device=attention_mask.device
+        )
         self.seen = [False] * len(self.gates)
         self.token_ids: list[torch.Tensor | None] = [None] * len(self.gates)
         self.token_weights: list[torch.Tensor | None] = [None] * len(self.gates)
@@ -173,7 +184,7 @@ class RoutingAccumulator:
 
         return hook
 
-    def __enter__(self) -> "RoutingAccumulator":
+    def __enter__(self) -> RoutingAccumulator:
         self._handles = [gate.register_forward_hook(self._hook(i)) for i, gate in enumerate(self.gates)]
         return self
 
@@ -236,7 +247,6 @@ def set_experts_implementation(model, implementation: str) -> str | None:
         log.info("experts implementation not set (%s)", error)
         return None
     return implementation
-
 
 
 def _dictionary(values: list[str]) -> pa.DictionaryArray:
@@ -332,7 +342,12 @@ def trace_split(
             attention_mask[row, : len(token_ids[i])] = 1
         loss_mask = None if loss_starts is None else answer_mask(attention_mask, [loss_starts[i] for i in index])
         result = trace_pass(
-            model, input_ids, attention_mask, traces["routing_normalization"], traces["gate_module"], traces["per_token"],
+            model,
+            input_ids,
+            attention_mask,
+            traces["routing_normalization"],
+            traces["gate_module"],
+            traces["per_token"],
             loss_mask=loss_mask,
         )
         for row, i in enumerate(index):

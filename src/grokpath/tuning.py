@@ -16,6 +16,7 @@ Prompts use the Alpaca template, with its input block when a pair's ``input`` is
 non-empty and without it otherwise; the loss falls on the output and eos only.
 peft builds the adapter and transformers' ``Trainer`` trains it.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -25,9 +26,9 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from grokpath.devices import resolve_device
 from grokpath.checkpoints import read_provenance
 from grokpath.data import iter_jsonl
+from grokpath.devices import resolve_device
 from grokpath.io import atomic_dir
 
 log = logging.getLogger(__name__)
@@ -57,7 +58,9 @@ def read_pairs(path: Path | str, max_samples: int | None = None) -> list[dict]:
     for line_no, record in iter_jsonl(path):
         bad = [k for k in PAIR_FIELDS if not isinstance(record.get(k), str)]
         if bad or not isinstance(record.get("input", ""), (str, type(None))):
-            raise ValueError(f"{path}:{line_no}: needs string fields {list(PAIR_FIELDS)} (and an optional string 'input'); bad: {bad or ['input']}")
+            raise ValueError(
+                f"{path}:{line_no}: needs string fields {list(PAIR_FIELDS)} (and an optional string 'input'); bad: {bad or ['input']}"
+            )
         pairs.append({"instruction": record["instruction"], "input": record.get("input") or "", "output": record["output"]})
         if max_samples and len(pairs) >= max_samples:
             break
@@ -149,8 +152,17 @@ def tune_lora(
         ),
     )
     trainable = sum(p.numel() for p in peft_model.parameters() if p.requires_grad)
-    log.info("LoRA on %s, set '%s': %d pairs (%d truncated at %d tokens), %d trainable parameters, %s on %s",
-             checkpoint_dir, set_name, len(examples), n_truncated, max_length, trainable, dtype, device)
+    log.info(
+        "LoRA on %s, set '%s': %d pairs (%d truncated at %d tokens), %d trainable parameters, %s on %s",
+        checkpoint_dir,
+        set_name,
+        len(examples),
+        n_truncated,
+        max_length,
+        trainable,
+        dtype,
+        device,
+    )
 
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     scratch = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.trainer.", dir=out_dir.parent))

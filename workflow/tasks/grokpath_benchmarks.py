@@ -10,6 +10,7 @@ built-in tasks. Task YAMLs here reference these names with ``!function``.
   offline (it loads ``code_eval`` from the hub at import), so its one-line
   ``build_predictions`` is restated here.
 """
+
 from __future__ import annotations
 
 import json

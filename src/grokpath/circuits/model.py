@@ -16,6 +16,7 @@ identical logits, a quarter of the last layer's work.
 Split FFN (``split_ffn=True``): hidden units [0, d_mlp/2) serve ``+`` examples
 and [d_mlp/2, d_mlp) serve ``-`` examples (an MoE with a fixed, task-keyed router).
 """
+
 from __future__ import annotations
 
 import math
@@ -91,7 +92,9 @@ def ffn_mask(spec: ModelSpec, is_minus: torch.Tensor, dtype=torch.float32) -> to
     return torch.where(is_minus[:, None], ~first, first).to(dtype)
 
 
-def forward_one(params: dict[str, torch.Tensor], x: torch.Tensor, spec: ModelSpec, mask: torch.Tensor | None = None) -> torch.Tensor:
+def forward_one(
+    params: dict[str, torch.Tensor], x: torch.Tensor, spec: ModelSpec, mask: torch.Tensor | None = None
+) -> torch.Tensor:
     """Logits [N, P] of one model for token ids x [N, T]."""
     N, T = x.shape
     H, dk = spec.n_heads, spec.d_head
@@ -118,7 +121,9 @@ def forward_one(params: dict[str, torch.Tensor], x: torch.Tensor, spec: ModelSpe
     return h[:, -1] @ params["W_U"]
 
 
-def forward_many(params: dict[str, torch.Tensor], x: torch.Tensor, spec: ModelSpec, mask: torch.Tensor | None = None) -> torch.Tensor:
+def forward_many(
+    params: dict[str, torch.Tensor], x: torch.Tensor, spec: ModelSpec, mask: torch.Tensor | None = None
+) -> torch.Tensor:
     """Logits [M, N, P] of M stacked models; x is [M, N, T] (per-model data) or [N, T] (shared)."""
     M = params["W_E"].shape[0]
     if x.dim() == 2:

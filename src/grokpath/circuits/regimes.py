@@ -32,6 +32,7 @@ t_mem is the first checkpoint whose train loss has made ``paper_a_loss_converged
 of its total drop (first to last checkpoint) and the run counts as memorized; the
 test accuracy plays val accuracy; norm change is NaN, D_mem unknown.
 """
+
 from __future__ import annotations
 
 import math
@@ -116,8 +117,10 @@ def memorization_capacity(runs: pd.DataFrame) -> pd.DataFrame:
     cols = ["d_h", "n_layers", "split_ffn", "capacity_acc", "d_mem"]
     if cap.empty:
         return pd.DataFrame(columns=cols)
-    out = cap.assign(d_mem_run=cap["final_train_acc"] * cap["n_train"]).groupby(["d_h", "n_layers", "split_ffn"], as_index=False).agg(
-        capacity_acc=("final_train_acc", "mean"), d_mem=("d_mem_run", "mean")
+    out = (
+        cap.assign(d_mem_run=cap["final_train_acc"] * cap["n_train"])
+        .groupby(["d_h", "n_layers", "split_ffn"], as_index=False)
+        .agg(capacity_acc=("final_train_acc", "mean"), d_mem=("d_mem_run", "mean"))
     )
     return out[cols]
 
@@ -136,12 +139,18 @@ def classify_runs(curves: pd.DataFrame, cfg: dict) -> pd.DataFrame:
     runs = runs.merge(capacity, on=["d_h", "n_layers", "split_ffn"], how="left")
     runs["d_mem"] = runs["d_mem"].astype(float)
     runs["label"] = [
-        "capacity" if r.task == "memorize" else label_run(r._asdict(), r.n_train, r.d_mem, cfg) for r in runs.itertuples(index=False)
+        "capacity" if r.task == "memorize" else label_run(r._asdict(), r.n_train, r.d_mem, cfg)
+        for r in runs.itertuples(index=False)
     ]
     crit = []
     for key, cell in runs[runs["task"] != "memorize"].groupby(CELL_KEYS):
         mean = cell.groupby("n_train")["final_val_acc"].mean()
-        crit.append({**dict(zip(CELL_KEYS, key)), "d_crit": critical_data_size(mean.index.to_numpy(), mean.to_numpy(), cfg["critical_val_acc"])})
+        crit.append(
+            {
+                **dict(zip(CELL_KEYS, key)),
+                "d_crit": critical_data_size(mean.index.to_numpy(), mean.to_numpy(), cfg["critical_val_acc"]),
+            }
+        )
     crit = pd.DataFrame(crit, columns=[*CELL_KEYS, "d_crit"])
     runs = runs.merge(crit, on=CELL_KEYS, how="left")
     runs["label"] = pd.Categorical(runs["label"], categories=[*LABELS, "capacity"])

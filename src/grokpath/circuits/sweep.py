@@ -9,6 +9,7 @@ train in one process (batched). Snakemake fans the cells out as rule wildcards.
   subtraction pairs added to ``circuits.emergence.n_add`` addition pairs;
   ``mix_split`` uses the split FFN.
 """
+
 from __future__ import annotations
 
 import logging
@@ -71,12 +72,26 @@ def train_cell(circuits: dict, task: str, d_h: int, D: int, out: Path | str, n_l
         n_add, n_sub = int(D), 0
         data = make_task(task, P, seeds, n_add)
     spec = ModelSpec(
-        P=P, vocab=vocab_size(P), d_h=int(d_h), n_heads=int(train["n_heads"]), n_layers=int(n_layers),
-        mlp_ratio=int(train["mlp_ratio"]), split_ffn=split_ffn, init_scale=float(train["init_scale"]),
+        P=P,
+        vocab=vocab_size(P),
+        d_h=int(d_h),
+        n_heads=int(train["n_heads"]),
+        n_layers=int(n_layers),
+        mlp_ratio=int(train["mlp_ratio"]),
+        split_ffn=split_ffn,
+        init_scale=float(train["init_scale"]),
     )
     curves, info = train_models(data, spec, seeds, train)
     curves["n_train"] = n_add  # D: the task's own training pairs (mix: the addition pairs)
-    identity = {"task": task, "P": P, "d_h": int(d_h), "n_layers": int(n_layers), "split_ffn": split_ffn, "n_sub": n_sub, "n_params": n_params(spec)}
+    identity = {
+        "task": task,
+        "P": P,
+        "d_h": int(d_h),
+        "n_layers": int(n_layers),
+        "split_ffn": split_ffn,
+        "n_sub": n_sub,
+        "n_params": n_params(spec),
+    }
     for i, (k, v) in enumerate(identity.items()):
         curves.insert(i, k, v)
     write_frame(curves, out, metadata=provenance(circuits_config_hash=config_hash(circuits), **info))
@@ -117,12 +132,16 @@ def classify_paper_a_file(circuits: dict, curves_path: Path | str, out: Path | s
 def grid_runs(regimes, grid: dict):
     """Rows of ``regimes`` that belong to one named grid (1-layer, its task, d_h and D)."""
     return regimes[
-        (regimes["task"] == grid["task"]) & (regimes["n_layers"] == 1)
-        & regimes["d_h"].isin(grid["d_h"]) & regimes["n_train"].isin(grid["D"])
+        (regimes["task"] == grid["task"])
+        & (regimes["n_layers"] == 1)
+        & regimes["d_h"].isin(grid["d_h"])
+        & regimes["n_train"].isin(grid["D"])
     ]
 
 
-def write_figures(circuits: dict, regimes_path: Path | str, run_paths: list[Path | str], outs: list[Path | str], style: dict | None = None) -> None:
+def write_figures(
+    circuits: dict, regimes_path: Path | str, run_paths: list[Path | str], outs: list[Path | str], style: dict | None = None
+) -> None:
     """Render every requested paper-B figure; ``outs`` are .png paths named figNN_<name>.png (PDF beside)."""
     import pandas as pd
     import seaborn as sns

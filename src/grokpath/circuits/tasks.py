@@ -17,6 +17,7 @@ A :class:`TaskData` holds one pool of examples shared by all models of a job and
 per model, its labels and its train / validation membership, so one job can train
 many seeds (and data sizes) at once.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass

@@ -22,6 +22,7 @@ Small steps are dispatch-bound (stacking saves calls); large ones are BLAS-bound
 where M separate matmuls beat the stacked ones and their backward. The default
 threshold 2e7 sits between the last two points.
 """
+
 from __future__ import annotations
 
 import logging
@@ -65,7 +66,15 @@ def choose_batching(requested: str, spec: ModelSpec, n_train: int, device: torch
 
 
 def _subset(data: TaskData, m: int) -> TaskData:
-    return TaskData(data.task, data.P, data.inputs, data.labels[m : m + 1], data.train_mask[m : m + 1], data.val_mask[m : m + 1], data.is_minus)
+    return TaskData(
+        data.task,
+        data.P,
+        data.inputs,
+        data.labels[m : m + 1],
+        data.train_mask[m : m + 1],
+        data.val_mask[m : m + 1],
+        data.is_minus,
+    )
 
 
 def _logits(params, x, spec, mask, path):
@@ -125,7 +134,9 @@ def _train_stack(params, data: TaskData, spec: ModelSpec, cfg: dict, path: str, 
         mask_train = mask_train.view(M, -1, spec.d_mlp).to(device)
     n_train = data.train_mask.sum(1).tolist()
 
-    opt = torch.optim.AdamW(list(params.values()), lr=cfg["lr"], betas=(cfg["beta1"], cfg["beta2"]), weight_decay=cfg["weight_decay"])
+    opt = torch.optim.AdamW(
+        list(params.values()), lr=cfg["lr"], betas=(cfg["beta1"], cfg["beta2"]), weight_decay=cfg["weight_decay"]
+    )
     warmup = max(1, int(cfg["warmup_steps"]))
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / warmup))
     rows = []
@@ -133,7 +144,9 @@ def _train_stack(params, data: TaskData, spec: ModelSpec, cfg: dict, path: str, 
         if step in logged:
             metrics = _evaluate(params, data, spec, path, int(cfg["eval_chunk"]), device, dtype)
             for m in range(M):
-                rows.append({"model": m, "n_train": int(n_train[m]), "step": step, **{k: float(v[m]) for k, v in metrics.items()}})
+                rows.append(
+                    {"model": m, "n_train": int(n_train[m]), "step": step, **{k: float(v[m]) for k, v in metrics.items()}}
+                )
         if step == steps:
             break
         logits = _logits(params, x_train, spec, mask_train, path)
@@ -162,7 +175,17 @@ def train_models(data: TaskData, spec: ModelSpec, seeds: list[int], cfg: dict) -
         torch.set_num_threads(int(cfg["threads"]))
     n_train_max = int(data.train_mask.sum(1).max())
     path = choose_batching(cfg["batching"], spec, n_train_max, device, float(cfg["auto_max_work"]))
-    log.info("training %d models (%s, d_h=%d, L=%d, split_ffn=%s, D<=%d) on %s with batching=%s", len(seeds), data.task, spec.d_h, spec.n_layers, spec.split_ffn, n_train_max, device, path)
+    log.info(
+        "training %d models (%s, d_h=%d, L=%d, split_ffn=%s, D<=%d) on %s with batching=%s",
+        len(seeds),
+        data.task,
+        spec.d_h,
+        spec.n_layers,
+        spec.split_ffn,
+        n_train_max,
+        device,
+        path,
+    )
 
     def fresh(model_seeds):
         per_model = [init_params(spec, s, dtype) for s in model_seeds]
@@ -181,5 +204,10 @@ def train_models(data: TaskData, spec: ModelSpec, seeds: list[int], cfg: dict) -
     curves.insert(0, "seed", [int(seeds[m]) for m in curves["model"]])
     curves = curves.drop(columns="model")[CURVE_COLUMNS]
     final = curves[curves["step"] == curves["step"].max()]
-    log.info("done in %.1fs: final train acc %s, val acc %s", seconds, np.round(final["train_acc"].to_numpy(), 3).tolist(), np.round(final["val_acc"].to_numpy(), 3).tolist())
+    log.info(
+        "done in %.1fs: final train acc %s, val acc %s",
+        seconds,
+        np.round(final["train_acc"].to_numpy(), 3).tolist(),
+        np.round(final["val_acc"].to_numpy(), 3).tolist(),
+    )
     return curves, {"batching": path, "device": str(device), "seconds": seconds}

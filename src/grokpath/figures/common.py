@@ -1,4 +1,5 @@
 """Figure style and the one writer: PNG + PDF, atomically, beside each other."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -27,8 +28,13 @@ def facets(n_panels: int, style: dict | None = None, ncols: int | None = None, s
     ncols = ncols or min(n_panels, 4)
     nrows = int(np.ceil(n_panels / ncols))
     fig, axes = plt.subplots(
-        nrows, ncols, figsize=(s["panel_width"] * ncols, s["panel_height"] * nrows),
-        sharex=sharex, sharey=sharey, squeeze=False, layout="constrained",
+        nrows,
+        ncols,
+        figsize=(s["panel_width"] * ncols, s["panel_height"] * nrows),
+        sharex=sharex,
+        sharey=sharey,
+        squeeze=False,
+        layout="constrained",
     )
     flat = list(axes.flat)
     for ax in flat[n_panels:]:

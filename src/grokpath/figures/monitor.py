@@ -1,4 +1,5 @@
 """Fig. 0 (ours, beyond the paper): the online monitor over pretraining steps."""
+
 from __future__ import annotations
 
 import pandas as pd

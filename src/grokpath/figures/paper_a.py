@@ -3,6 +3,7 @@
 Panels are per domain unless said otherwise. :func:`write_paper_a_figures` reads the tables and
 saves every figure of :data:`grokpath.figures.PAPER_A_FIGURES` (through :mod:`.common`).
 """
+
 from __future__ import annotations
 
 import logging
@@ -84,8 +85,9 @@ def fig02_group_pairs(groups: pd.DataFrame, style: dict | None = None):
     return fig
 
 
-def fig04_distance_loss(curves: pd.DataFrame, distances: pd.DataFrame | None = None, threshold: float | None = None,
-                        style: dict | None = None):
+def fig04_distance_loss(
+    curves: pd.DataFrame, distances: pd.DataFrame | None = None, threshold: float | None = None, style: dict | None = None
+):
     """Pathway distance of the memorized samples (quadratic fit) and training loss over checkpoints.
 
     Thin grey lines: the memorization groups ``t*=<step>`` of ``distances`` (full pathway, ``threshold``).
@@ -94,8 +96,11 @@ def fig04_distance_loss(curves: pd.DataFrame, distances: pd.DataFrame | None = N
     for domain, ax in panels:
         c = curves[curves["domain"] == domain].sort_values("step")
         if distances is not None and not distances.empty:
-            d = distances[(distances["domain"] == domain) & (distances["layer"] == -1)
-                          & distances["group"].astype(str).str.startswith("t*=")]
+            d = distances[
+                (distances["domain"] == domain)
+                & (distances["layer"] == -1)
+                & distances["group"].astype(str).str.startswith("t*=")
+            ]
             if threshold is not None:
                 d = d[np.isclose(d["threshold"].astype(float), threshold)]
             for _, g in d.groupby("group"):
@@ -124,7 +129,9 @@ def fig05_per_layer_distance(distances: pd.DataFrame, threshold: float, style: d
     d = distances[(distances["layer"] >= 0) & np.isclose(distances["threshold"].astype(float), threshold)]
     fig, panels = _per_domain(d, style)
     for domain, ax in panels:
-        sns.lineplot(data=d[d["domain"] == domain], x="step", y="mean_distance", hue="layer", palette="viridis", marker="o", ax=ax)
+        sns.lineplot(
+            data=d[d["domain"] == domain], x="step", y="mean_distance", hue="layer", palette="viridis", marker="o", ax=ax
+        )
         ax.set(title=domain, xlabel="step", ylabel="per-layer distance")
         ax.legend(title="layer", fontsize=6, ncol=2)
     return fig
@@ -178,7 +185,9 @@ def fig09_threshold_ablation(distances: pd.DataFrame, style: dict | None = None)
     d = distances[distances["layer"] == -1]
     fig, panels = _per_domain(d, style)
     for domain, ax in panels:
-        sns.lineplot(data=d[d["domain"] == domain], x="step", y="mean_distance", hue="threshold", palette="crest", marker="o", ax=ax)
+        sns.lineplot(
+            data=d[d["domain"] == domain], x="step", y="mean_distance", hue="threshold", palette="crest", marker="o", ax=ax
+        )
         ax.set(title=domain, xlabel="step", ylabel="pathway distance")
         ax.legend(title="threshold", fontsize=6)
     return fig
@@ -226,7 +235,9 @@ def fig13_entropy_vs_distance(curves: pd.DataFrame, style: dict | None = None):
     r2 = _r_squared(x, y)
     keep = np.isfinite(x) & np.isfinite(y)
     r = float(stats.pearsonr(x[keep], y[keep]).statistic) if np.isfinite(r2) else float("nan")
-    ax.set(xlabel="routing entropy", ylabel="pathway distance", title=f"pooled r = {r:.2f}" if np.isfinite(r) else "pooled r = n/a")
+    ax.set(
+        xlabel="routing entropy", ylabel="pathway distance", title=f"pooled r = {r:.2f}" if np.isfinite(r) else "pooled r = n/a"
+    )
     return fig
 
 
@@ -234,15 +245,21 @@ def fig08_theory(theory: pd.DataFrame, style: dict | None = None):
     """Synthetic MoE: (a) effective dimension and distance over training; (b) distance against effective dimension."""
     fig, axes = facets(2, style)
     ax = axes[0]
-    sns.lineplot(data=theory, x="step", y="effective_dimension", color="tab:purple", ax=ax, errorbar=("pi", 100), label="effective dim.")
+    sns.lineplot(
+        data=theory, x="step", y="effective_dimension", color="tab:purple", ax=ax, errorbar=("pi", 100), label="effective dim."
+    )
     ax.set(xlabel="training step", ylabel="effective dimension Tr(H(H+λI)⁻¹)")
     twin = ax.twinx()
-    sns.lineplot(data=theory, x="step", y="pathway_distance", color="tab:green", ax=twin, errorbar=("pi", 100), label="pathway distance")
+    sns.lineplot(
+        data=theory, x="step", y="pathway_distance", color="tab:green", ax=twin, errorbar=("pi", 100), label="pathway distance"
+    )
     twin.set(ylabel="pathway edit distance")
     twin.grid(False)
     _twin_legend(ax, twin, loc="upper right")
     ax = axes[1]
-    sns.scatterplot(data=theory, x="effective_dimension", y="pathway_distance", hue="step", style="seed", palette="viridis", ax=ax, s=18)
+    sns.scatterplot(
+        data=theory, x="effective_dimension", y="pathway_distance", hue="step", style="seed", palette="viridis", ax=ax, s=18
+    )
     r2 = _r_squared(theory["effective_dimension"].to_numpy(float), theory["pathway_distance"].to_numpy(float))
     ax.set(xlabel="effective dimension", ylabel="pathway edit distance", title=f"R² = {r2:.2f}" if np.isfinite(r2) else "")
     ax.legend(fontsize=6, ncol=2)

@@ -3,6 +3,7 @@
 ``regimes`` is results/circuits/regimes.parquet (one row per run), ``curves`` the
 concatenated run files (one row per run and logged step). No file I/O here.
 """
+
 from __future__ import annotations
 
 import matplotlib
@@ -41,8 +42,15 @@ def phase_diagram(regimes: pd.DataFrame) -> plt.Figure:
         return fig
     cells = majority_regime(regimes)
     sns.scatterplot(
-        data=cells, x="d_h", y="n_train", hue="label", s=220, marker="s",
-        hue_order=[r for r in REGIME_ORDER if r in set(cells["label"])], palette=REGIME_COLORS, ax=ax,
+        data=cells,
+        x="d_h",
+        y="n_train",
+        hue="label",
+        s=220,
+        marker="s",
+        hue_order=[r for r in REGIME_ORDER if r in set(cells["label"])],
+        palette=REGIME_COLORS,
+        ax=ax,
     )
     for row in cells.itertuples():
         if row.share < 1:
@@ -103,7 +111,9 @@ def val_acc_vs_data(regimes: pd.DataFrame) -> plt.Figure:
     if regimes.empty:
         _empty(ax, "grid runs")
         return fig
-    sns.lineplot(data=regimes, x="n_train", y="final_val_acc", hue="d_h", marker="o", errorbar=("ci", 95), palette="viridis", ax=ax)
+    sns.lineplot(
+        data=regimes, x="n_train", y="final_val_acc", hue="d_h", marker="o", errorbar=("ci", 95), palette="viridis", ax=ax
+    )
     ax.set(xlabel="training pairs D", ylabel="final val accuracy", ylim=(-0.03, 1.03))
     return fig
 

@@ -6,17 +6,17 @@ so a small MoE first memorizes train and, under weight decay, later generalizes.
 Output: ``<out>/<domain>/{train,validation,test}.jsonl``, ``<out>/manifest.json``
 and a word-level tokenizer directory.
 """
+
 from __future__ import annotations
 
 import json
 import logging
 from pathlib import Path
 
-
-from grokpath.io import atomic_dir, atomic_path, config_hash, write_json
-from grokpath.world import chemistry, code, commonsense, math
 from grokpath.data import SPLITS
+from grokpath.io import atomic_dir, atomic_path, config_hash, write_json
 from grokpath.seeds import domain_rng
+from grokpath.world import chemistry, code, commonsense, math
 from grokpath.world.tokenizer import build_tokenizer, save_tokenizer
 
 log = logging.getLogger(__name__)

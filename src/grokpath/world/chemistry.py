@@ -6,6 +6,7 @@ the mass of a two-element compound is the sum of its atomic numbers mod
 and a share of the compounds; test holds unseen compounds, which need the
 atomic facts composed with the mass rule.
 """
+
 from __future__ import annotations
 
 import numpy as np

@@ -3,6 +3,7 @@
 The output follows Python semantics exactly (``*`` and ``%`` bind left to right).
 Test programs use operand pairs never seen in train.
 """
+
 from __future__ import annotations
 
 import numpy as np

@@ -1,9 +1,11 @@
 """Shared pieces of the mini world: records, pair splits, made-up names."""
+
 from __future__ import annotations
 
 import itertools
 
 import numpy as np
+
 
 def record(domain: str, split: str, index: int, prompt: str, target: str) -> dict:
     """One sample: ``text == prompt + target + "\\n"`` (the target starts with a space)."""

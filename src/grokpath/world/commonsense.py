@@ -6,6 +6,7 @@ one-hop fact ("the friend of ama is bek") and a share of the two-hop facts
 ("the rival of the friend of ama is"); test holds unseen two-hop facts, which
 need composing the one-hop facts, not recall.
 """
+
 from __future__ import annotations
 
 import itertools

@@ -6,6 +6,7 @@ within ``delta`` of its final value from some checkpoint on) at least
 value, and the final test accuracy is above ``min_final_accuracy`` (so the rise
 is real, not noise around zero).
 """
+
 from __future__ import annotations
 
 import pandas as pd

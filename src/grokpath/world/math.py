@@ -2,6 +2,7 @@
 
 Test pairs (a, b) never appear in train; answering them needs the addition rule.
 """
+
 from __future__ import annotations
 
 import numpy as np

@@ -5,6 +5,7 @@ leading "▁"), "\\n" is its own token, and the post-processor prepends BOS.
 Decoding turns "▁" back into spaces, so ``decode(encode(t)) == t`` exactly for
 every corpus text (texts use single spaces only).
 """
+
 from __future__ import annotations
 
 from pathlib import Path
