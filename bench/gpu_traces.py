@@ -25,9 +25,10 @@ import statistics
 import time
 
 import torch
+from trace_throughput import time_passes
 from transformers import OlmoeConfig, OlmoeForCausalLM
 
-from grokpath.traces import set_experts_implementation, trace_pass
+from grokpath.traces import set_experts_implementation
 
 OLMOE_1B_7B = dict(vocab=50304, hidden=2048, intermediate=1024, layers=16, heads=16, experts=64, top_k=8)
 REDUCED = dict(vocab=512, hidden=128, intermediate=64, layers=4, heads=4, experts=16, top_k=4)
@@ -89,27 +90,8 @@ def measure(
     cuda = device.startswith("cuda")
     clock = time.perf_counter if cuda else time.process_time
 
-    def forward():
-        with torch.inference_mode():
-            model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False)
-
-    passes = {
-        "forward": forward,
-        "trace softmax": lambda: trace_pass(model, input_ids, attention_mask, "softmax"),
-        "trace topk": lambda: trace_pass(model, input_ids, attention_mask, "topk"),
-    }
-    times = {name: [] for name in passes}
-    for run in passes.values():
-        run()
-    for _ in range(repeats):
-        for name, run in passes.items():
-            if cuda:
-                torch.cuda.synchronize()
-            start = clock()
-            run()
-            if cuda:
-                torch.cuda.synchronize()
-            times[name].append(clock() - start)
+    sync = torch.cuda.synchronize if cuda else None
+    times = time_passes(model, input_ids, attention_mask, repeats, clock=clock, sync=sync)
     tokens = batch * length
     flops = flops_per_token(shape, length) * tokens
     rows = {}

@@ -79,10 +79,8 @@ def build(shape: dict, seed: int = 0) -> tuple[OlmoeForCausalLM, torch.Tensor, t
     return model, input_ids * attention_mask, attention_mask
 
 
-def measure(shape: dict, repeats: int = 10, threads: int = 1) -> dict:
-    """Median CPU seconds per batch of the plain forward and both trace passes, and their ratios."""
-    torch.set_num_threads(threads)
-    model, input_ids, attention_mask = build(shape)
+def time_passes(model, input_ids, attention_mask, repeats: int, clock=time.process_time, sync=None) -> dict[str, list[float]]:
+    """Seconds per call of the plain forward and both trace passes, interleaved, after one warm-up each."""
 
     def forward():
         with torch.inference_mode():
@@ -98,9 +96,21 @@ def measure(shape: dict, repeats: int = 10, threads: int = 1) -> dict:
         run()
     for _ in range(repeats):
         for name, run in passes.items():
-            start = time.process_time()
+            if sync:
+                sync()
+            start = clock()
             run()
-            times[name].append(time.process_time() - start)
+            if sync:
+                sync()
+            times[name].append(clock() - start)
+    return times
+
+
+def measure(shape: dict, repeats: int = 10, threads: int = 1) -> dict:
+    """Median CPU seconds per batch of the plain forward and both trace passes, and their ratios."""
+    torch.set_num_threads(threads)
+    model, input_ids, attention_mask = build(shape)
+    times = time_passes(model, input_ids, attention_mask, repeats)
     best = {name: min(values) for name, values in times.items()}
     medians = {name: statistics.median(values) for name, values in times.items()}
     return {

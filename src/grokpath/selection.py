@@ -32,7 +32,7 @@ import pyarrow.parquet as pq
 from tqdm import tqdm
 
 from grokpath.data import DataError
-from grokpath.io import atomic_path, write_parquet
+from grokpath.io import atomic_path, file_sha256, write_parquet
 
 log = logging.getLogger(__name__)
 
@@ -172,14 +172,6 @@ def _builder(path: Path) -> str:
     raise DataError(f"local data file '{path}' is neither JSON lines nor Parquet")
 
 
-def _file_sha(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def resolve_revision(spec: dict, label: str) -> str | None:
     """Commit SHA of a hub dataset at ``spec.revision`` (None for builder paths reading URLs)."""
     if spec.get("data_files"):
@@ -229,7 +221,7 @@ def open_streams(data: dict, spec: dict, local_stem: str, label: str) -> list[tu
                 stem = f"{local_stem}/{config}" if len(configs) > 1 else local_stem
             path = _local_file(data, stem, label)
             ds = load_dataset(_builder(path), data_files=str(path), split="train", streaming=True)
-            streams.append((config, "sha256:" + _file_sha(path)[:16], ds))
+            streams.append((config, "sha256:" + file_sha256(path)[:16], ds))
     else:
         raise DataError(f"data.source '{source}' has no data stage (one of hub, local)")
     return streams

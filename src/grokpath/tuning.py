@@ -19,7 +19,6 @@ peft builds the adapter and transformers' ``Trainer`` trains it.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import shutil
@@ -29,7 +28,7 @@ from pathlib import Path
 from grokpath.checkpoints import read_provenance
 from grokpath.data import iter_jsonl
 from grokpath.devices import resolve_device
-from grokpath.io import atomic_dir
+from grokpath.io import atomic_dir, file_sha256
 
 log = logging.getLogger(__name__)
 
@@ -83,14 +82,6 @@ def encode_pair(tokenizer, prompt: str, output: str, max_length: int) -> dict[st
     ids = (prompt_ids + output_ids)[:max_length]
     labels = ([-100] * len(prompt_ids) + output_ids)[:max_length]
     return {"input_ids": ids, "attention_mask": [1] * len(ids), "labels": labels}
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def tune_lora(
@@ -199,7 +190,7 @@ def tune_lora(
         "set": set_name,
         "base": str(checkpoint_dir),
         "data": str(data_file),
-        "data_sha256": _sha256(data_file),
+        "data_sha256": file_sha256(data_file),
         "n_pairs": len(examples),
         "n_truncated": n_truncated,
         "train_loss": float(output.training_loss),
