@@ -116,15 +116,8 @@ def wait_for(predicate, timeout: float, poll: float = 0.5, proc: subprocess.Pope
     return False
 
 
-def kill_group(proc: subprocess.Popen, grace: float = 10.0) -> None:
-    """SIGTERM the process group, then SIGKILL whatever is left."""
-    try:
-        os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(timeout=grace)
-    except subprocess.TimeoutExpired:
-        pass
-    except ProcessLookupError:
-        return
+def kill_minus_9(proc: subprocess.Popen) -> None:
+    """SIGKILL the whole process group, as a crash or the OOM killer would: nothing gets to clean up."""
     try:
         os.killpg(proc.pid, signal.SIGKILL)
     except ProcessLookupError:
@@ -134,10 +127,12 @@ def kill_group(proc: subprocess.Popen, grace: float = 10.0) -> None:
 
 @pytest.fixture(scope="session")
 def offline_resumed_run(tmp_path_factory) -> dict:
-    """A second smoke run, with sockets blocked, killed while a trace job runs and resumed.
+    """A second smoke run, with sockets blocked, killed (-9) while a trace job runs and resumed.
 
-    One run serves three checks: resume after kill, determinism (compared with `smoke_run`)
-    and no network. Returns the workdir, the net log and what was seen at the kill.
+    The resume is the README's own command after `--unlock`: the workflow profile
+    (profiles/default) must supply --rerun-incomplete. One run serves three checks: resume
+    after kill, determinism (compared with `smoke_run`) and no network. Returns the workdir,
+    the net log and what was seen at the kill.
     """
     workdir = make_workdir(tmp_path_factory.mktemp("resumed"))
     env = no_network_env(tmp_path_factory.mktemp("no_network"))
@@ -147,11 +142,12 @@ def offline_resumed_run(tmp_path_factory) -> dict:
         proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True)
         started = wait_for(lambda: trace_logs.is_dir() and any(trace_logs.iterdir()), timeout=900, proc=proc)
         time.sleep(2.0)  # into the job: model load / first splits
-        kill_group(proc)
+        kill_minus_9(proc)
     if not started:
         raise AssertionError(f"no trace job started before the kill:\n{(workdir / 'first_attempt.log').read_text()[-4000:]}")
     at_kill = {
         "incomplete": sorted(p.name for p in (workdir / ".snakemake" / "incomplete").glob("*")),
+        "locks": sorted(p.name for p in (workdir / ".snakemake" / "locks").glob("*")),
         "final_parquet": sorted(
             str(p.relative_to(workdir)) for p in (workdir / "results").rglob("*.parquet") if not p.name.startswith(".")
         ),
@@ -163,7 +159,10 @@ def offline_resumed_run(tmp_path_factory) -> dict:
         except Exception as err:  # a partial file at a final path
             unreadable.append(f"{name}: {err}")
     at_kill["unreadable"] = unreadable
-    resumed = subprocess.run([*cmd, "--rerun-incomplete"], capture_output=True, text=True, env=env, timeout=1800)
+    unlocked = subprocess.run([*cmd, "--unlock"], capture_output=True, text=True, env=env, timeout=300)
+    if unlocked.returncode != 0:
+        raise AssertionError(f"--unlock failed ({unlocked.returncode}):\n{unlocked.stderr[-6000:]}")
+    resumed = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=1800)
     if resumed.returncode != 0:
         raise AssertionError(f"resumed run failed ({resumed.returncode}):\n{resumed.stderr[-6000:]}")
     return {"workdir": workdir, "net_log": Path(env["GROKPATH_NET_LOG"]), "at_kill": at_kill, "env": env}

@@ -1,7 +1,7 @@
 """Resume after a kill, and determinism: a killed-and-resumed smoke run equals the uninterrupted one.
 
-`offline_resumed_run` (conftest) is a second smoke run, killed while a trace job runs and resumed with
---rerun-incomplete. Its outputs are compared with `smoke_run`'s, so a mismatch means either the resume
+`offline_resumed_run` (conftest) is a second smoke run, killed (-9) while a trace job runs and resumed with
+the README's command after --unlock. Its outputs are compared with `smoke_run`'s, so a mismatch means either the resume
 or the pipeline is not deterministic: the message names the file to look at.
 """
 
@@ -93,9 +93,11 @@ def test_kill_left_no_partial_parquet(offline_resumed_run):
     results = offline_resumed_run["workdir"] / "results"
     traces_at_kill = [p for p in at_kill["final_parquet"] if p.startswith("results/traces/")]
     traces_at_end = [p for p in results.glob("traces/*/*.parquet") if not p.name.startswith(".")]
-    # snakemake, on SIGTERM, deletes the outputs of the jobs it stops (and their incomplete markers)
     assert len(traces_at_kill) < len(traces_at_end), "the kill came too late: every trace file was already written"
     assert at_kill["unreadable"] == []
+    # kill -9 leaves the lock and the running job's incomplete markers: the README's command resumed
+    # after --unlock, its --rerun-incomplete coming from the workflow profile
+    assert at_kill["locks"] and at_kill["incomplete"]
 
 
 def test_resumed_run_is_complete_and_clean(offline_resumed_run, smoke_run):
