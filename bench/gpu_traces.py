@@ -25,8 +25,8 @@ import statistics
 import time
 
 import torch
-from trace_throughput import time_passes
-from transformers import OlmoeConfig, OlmoeForCausalLM
+from trace_throughput import olmoe_config, time_passes
+from transformers import OlmoeForCausalLM
 
 from grokpath.traces import set_experts_implementation
 
@@ -45,20 +45,8 @@ def flops_per_token(shape: dict, length: int) -> float:
 
 
 def build(shape: dict, device: str, dtype: torch.dtype, experts: str) -> OlmoeForCausalLM:
-    config = OlmoeConfig(
-        vocab_size=shape["vocab"],
-        hidden_size=shape["hidden"],
-        intermediate_size=shape["intermediate"],
-        num_hidden_layers=shape["layers"],
-        num_attention_heads=shape["heads"],
-        num_key_value_heads=shape["heads"],
-        num_experts=shape["experts"],
-        num_experts_per_tok=shape["top_k"],
-        max_position_embeddings=4096,
-        pad_token_id=1,
-        bos_token_id=None,
-        eos_token_id=50279 if shape["vocab"] > 50279 else 2,
-    )
+    eos = 50279 if shape["vocab"] > 50279 else 2
+    config = olmoe_config(shape, max_position_embeddings=4096, pad_token_id=1, bos_token_id=None, eos_token_id=eos)
     torch.manual_seed(0)
     default = torch.get_default_dtype()
     torch.set_default_dtype(dtype)

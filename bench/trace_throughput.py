@@ -51,10 +51,9 @@ MODELS = {
 }
 
 
-def build(shape: dict, seed: int = 0) -> tuple[OlmoeForCausalLM, torch.Tensor, torch.Tensor]:
-    """A random-weight OLMoE and a right-padded batch (lengths uniform in [length/2, length])."""
-    torch.manual_seed(seed)
-    config = OlmoeConfig(
+def olmoe_config(shape: dict, **special) -> OlmoeConfig:
+    """An OlmoeConfig of ``shape`` (vocab, hidden, intermediate, layers, heads, experts, top_k); ``special`` sets the rest."""
+    return OlmoeConfig(
         vocab_size=shape["vocab"],
         hidden_size=shape["hidden"],
         intermediate_size=shape["intermediate"],
@@ -63,11 +62,14 @@ def build(shape: dict, seed: int = 0) -> tuple[OlmoeForCausalLM, torch.Tensor, t
         num_key_value_heads=shape["heads"],
         num_experts=shape["experts"],
         num_experts_per_tok=shape["top_k"],
-        max_position_embeddings=max(shape["length"], 8),
-        pad_token_id=0,
-        bos_token_id=1,
-        eos_token_id=2,
+        **special,
     )
+
+
+def build(shape: dict, seed: int = 0) -> tuple[OlmoeForCausalLM, torch.Tensor, torch.Tensor]:
+    """A random-weight OLMoE and a right-padded batch (lengths uniform in [length/2, length])."""
+    torch.manual_seed(seed)
+    config = olmoe_config(shape, max_position_embeddings=max(shape["length"], 8), pad_token_id=0, bos_token_id=1, eos_token_id=2)
     model = OlmoeForCausalLM(config).eval()
     with torch.no_grad():  # routers start at zero; random rows give realistic, non-uniform routing
         for layer in model.model.layers:

@@ -34,12 +34,13 @@ def make_tokenizer():
     )
 
 
-def make_model():
+def make_model(vocab_size: int = len(VOCAB), max_positions: int = 64, router_logits: bool = True):
+    """A seeded tiny OLMoE; ``router_logits`` as the mini pretraining saves it (aux loss on)."""
     from transformers import OlmoeConfig, OlmoeForCausalLM
 
     torch.manual_seed(0)
     config = OlmoeConfig(
-        vocab_size=len(VOCAB),
+        vocab_size=vocab_size,
         hidden_size=32,
         intermediate_size=64,
         num_hidden_layers=1,
@@ -47,11 +48,11 @@ def make_model():
         num_key_value_heads=2,
         num_experts=4,
         num_experts_per_tok=2,
-        max_position_embeddings=64,
+        max_position_embeddings=max_positions,
         pad_token_id=0,
         bos_token_id=1,
         eos_token_id=2,
-        output_router_logits=True,  # as the mini pretraining saves it (aux loss on)
+        output_router_logits=router_logits,
     )
     return OlmoeForCausalLM(config)
 
@@ -303,7 +304,6 @@ def benchmark_tokenizer(texts: list[str]):
 def benchmark_world(tmp_path_factory):
     """Test JSONL per domain and a tiny random OlmoeForCausalLM whose tokenizer knows their words."""
     from lm_eval.tasks.minerva_math.utils import list_fewshot_samples
-    from transformers import OlmoeConfig, OlmoeForCausalLM
 
     root = tmp_path_factory.mktemp("benchmarks")
     records = benchmark_records()
@@ -318,23 +318,7 @@ def benchmark_world(tmp_path_factory):
         + ["Problem: Solution: Question: Answer:"]
     )
     tokenizer = benchmark_tokenizer(texts)
-    torch.manual_seed(0)
-    model = OlmoeForCausalLM(
-        OlmoeConfig(
-            vocab_size=len(tokenizer),
-            hidden_size=32,
-            intermediate_size=64,
-            num_hidden_layers=1,
-            num_attention_heads=2,
-            num_key_value_heads=2,
-            num_experts=4,
-            num_experts_per_tok=2,
-            max_position_embeddings=2048,
-            pad_token_id=0,
-            bos_token_id=1,
-            eos_token_id=2,
-        )
-    )
+    model = make_model(vocab_size=len(tokenizer), max_positions=2048, router_logits=False)
     ckpt = root / "checkpoints" / "step5000-tokens20B"
     model.save_pretrained(ckpt)
     tokenizer.save_pretrained(ckpt)
