@@ -24,14 +24,14 @@ STANDIN="$WORKDIR/standin"
 ln -sfn "$REPO/config" "$WORKDIR/config"   # the Snakefile's configfile is workdir-relative
 
 if [[ ! -d "$STANDIN/hub/allenai/OLMoE-1B-7B-0924/refs" ]]; then
-    grokpath standin-hub build --root "$STANDIN/hub" --log "$STANDIN/build.log" >"$STANDIN/revisions.tsv"
+    grokpath --log "$STANDIN/build.log" standin-hub build "$STANDIN/hub" >"$STANDIN/revisions.tsv"
 fi
 if [[ ! -d "$STANDIN/data/math" ]]; then
-    grokpath standin-data --out "$STANDIN/data" --log "$STANDIN/build.log"
+    grokpath --log "$STANDIN/build.log" standin-data "$STANDIN/data" >/dev/null
 fi
 
 rm -f "$STANDIN/hub.port"
-grokpath standin-hub serve --root "$STANDIN/hub" --port 0 --port-file "$STANDIN/hub.port" --log "$STANDIN/hub.log" &
+grokpath --log "$STANDIN/hub.log" standin-hub serve "$STANDIN/hub" --port 0 --port-file "$STANDIN/hub.port" &
 HUB_PID=$!
 trap 'kill "$HUB_PID" 2>/dev/null || true; wait "$HUB_PID" 2>/dev/null || true' EXIT
 for _ in $(seq 1 300); do

@@ -250,7 +250,6 @@ def test_standin_serve_cli_writes_its_port(store, tmp_path):
             "grokpath.cli",
             "standin-hub",
             "serve",
-            "--root",
             str(store["root"]),
             "--port",
             "0",

@@ -139,8 +139,8 @@ def test_paper_a_domains_use_train_loss_as_memorization(cfg):
         classify_paper_a(curves.drop(columns="accuracy"), cfg)
 
 
-def test_paper_a_cli_writes_table_and_names_missing_file(tmp_path, cfg):
-    from grokpath.cli import main
+def test_paper_a_step_writes_table_and_names_missing_file(tmp_path, cfg):
+    from grokpath.step import run_step
 
     curves = pd.DataFrame(
         {
@@ -153,15 +153,10 @@ def test_paper_a_cli_writes_table_and_names_missing_file(tmp_path, cfg):
         }
     )
     curves.to_parquet(tmp_path / "curves.parquet")
-    args = [
-        "circuits-paper-a",
-        "--cfg",
-        f'{{"circuits": {{"regimes": {pd.Series(cfg).to_json()}}}}}',
-        "--out",
-        str(tmp_path / "out.parquet"),
-    ]
-    assert main([*args, "--curves", str(tmp_path / "curves.parquet")]) == 0
+    call = "grokpath.circuits.sweep:classify_paper_a_file"
+    names = {"circuits": {"regimes": cfg}, "out": str(tmp_path / "out.parquet"), "threads": 1}
+    assert run_step(call, {**names, "curves_path": str(tmp_path / "curves.parquet")}) == 0
     table = pd.read_parquet(tmp_path / "out.parquet")
     # memorized (loss) and generalized at the same checkpoint, no norm: progression
     assert table["task"].tolist() == ["paper_a:math"] and table["label"].iloc[0] == "progression"
-    assert main([*args, "--curves", str(tmp_path / "missing.parquet")]) == 2
+    assert run_step(call, {**names, "curves_path": str(tmp_path / "missing.parquet")}) == 2

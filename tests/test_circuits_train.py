@@ -1,7 +1,5 @@
 """Paper B training: batched / vmap trajectories equal single-model runs; the CLI writes a cell."""
 
-import json
-
 import numpy as np
 import pandas as pd
 import pytest
@@ -10,8 +8,8 @@ import torch
 from grokpath.circuits.model import ModelSpec, ffn_mask, forward_many, forward_one, init_params, stack_params
 from grokpath.circuits.tasks import make_task, vocab_size
 from grokpath.circuits.train import choose_batching, log_steps, train_models
-from grokpath.cli import main
 from grokpath.config import load
+from grokpath.step import run_step
 
 P = 11
 
@@ -80,17 +78,19 @@ def test_log_steps_and_auto_batching():
         choose_batching("fast", spec, 10, torch.device("cpu"), 1.0)
 
 
-def test_cli_trains_a_cell(tmp_path):
+def test_step_trains_a_cell(tmp_path):
     config = load("config/config.yaml")
     circuits = config["circuits"]
     circuits.update(P=P, n_seeds=2)
     circuits["train"].update(steps=15, n_log_points=4)
     out = tmp_path / "runs" / "add" / "dh8_D40.parquet"
-    args = ["circuits-train", "--cfg", json.dumps({"circuits": circuits}), "--log", str(tmp_path / "x.log")]
-    assert main([*args, "--task", "add", "--d-h", "8", "--D", "40", "--out", str(out)]) == 0
+    # what rule circuits_train hands over: wildcards are strings, the job's threads an int
+    names = {"circuits": circuits, "task": "add", "d_h": "8", "threads": 1}
+    call, log = "grokpath.circuits.sweep:train_cell", tmp_path / "x.log"
+    assert run_step(call, {**names, "D": "40", "out": str(out)}, log) == 0
     frame = pd.read_parquet(out)
     assert set(frame["seed"]) == {0, 1} and (frame["n_train"] == 40).all() and (frame["task"] == "add").all()
     assert frame.groupby("seed")["step"].max().tolist() == [15, 15]
-    assert main([*args, "--task", "add", "--d-h", "8", "--D", "999", "--out", str(tmp_path / "bad.parquet")]) == 2
+    assert run_step(call, {**names, "D": "999", "out": str(tmp_path / "bad.parquet")}, log) == 2
     assert "circuits grid D=999: must be in 1..121" in (tmp_path / "x.log").read_text()
     assert not (tmp_path / "bad.parquet").exists()

@@ -24,6 +24,7 @@ from grokpath.selection import (
     select_tuning,
 )
 from grokpath.standin_data import HUMANEVAL, MATH_CONFIGS, write_standin_data
+from grokpath.step import run_step
 
 DOMAINS = ["math", "code", "commonsense", "domain"]
 SETS = ["metamathqa", "codealpaca", "alpaca-cleaned"]
@@ -207,8 +208,11 @@ def test_missing_column_and_missing_file_are_named(standin, tmp_path):
     assert not (tmp_path / "z").exists()
 
 
-def test_cli_standin_and_select(tmp_path):
-    assert main(["standin-data", "--out", str(tmp_path / "local"), "--n", "12"]) == 0
+def test_cli_standin_and_select_step(tmp_path, capsys):
+    assert main(["standin-data", str(tmp_path / "local"), "--n", "12"]) == 0
+    printed = dict(line.split("\t") for line in capsys.readouterr().out.splitlines())
+    assert printed["code/test.jsonl"] == str(tmp_path / "local" / "code" / "test.jsonl")
+    assert len(Path(printed["code/test.jsonl"]).read_text().splitlines()) == len(HUMANEVAL)
     tok = whitespace_tokenizer(tmp_path / "tok")
     cfg = {
         "data": {
@@ -222,24 +226,14 @@ def test_cli_standin_and_select(tmp_path):
         }
     }
     validate(cfg)
-    args = [
-        "select-data",
-        "--cfg",
-        json.dumps(cfg),
-        "--domain",
-        "code",
-        "--out",
-        str(tmp_path / "code"),
-        "--manifest",
-        str(tmp_path / "code" / "manifest.parquet"),
-    ]
-    assert main(args) == 0
+    # what rule select_data hands over
+    names = {"domain": "code", "out_dir": str(tmp_path / "code"), "manifest_out": str(tmp_path / "code" / "manifest.parquet")}
+    assert run_step("grokpath.selection:select_domain", {**names, "cfg": cfg}) == 0
     assert len(read_split(tmp_path / "code" / "train.jsonl")) == 5
     assert pq.read_table(tmp_path / "code" / "manifest.parquet").num_rows == 5 + 5 + len(HUMANEVAL)
     bad = json.loads(json.dumps(cfg))
     bad["data"]["domains"] = {}
-    args[2] = json.dumps(bad)
-    assert main(args) == 2  # one-line error naming data.domains.code
+    assert run_step("grokpath.selection:select_domain", {**names, "cfg": bad}) == 2  # one line naming data.domains.code
 
 
 def test_data_stage_dag(tmp_path):

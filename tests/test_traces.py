@@ -230,13 +230,13 @@ def test_bad_data_fails_before_model_load(study, tmp_path):
     assert not (tmp_path / "out").exists()
 
 
-def test_cli_bfloat16_run_and_clear_error(study, tmp_path):
-    from grokpath.cli import main
+def test_step_bfloat16_run_and_clear_error(study, tmp_path):
+    from grokpath.step import run_step
 
     root, _, _, cfg = study
     bf16 = {**cfg, "traces": {**cfg["traces"], "dtype": "bfloat16"}}
-    args = ["--checkpoint", str(root / "ckpt"), "--ckpt", "step000100", "--log", str(tmp_path / "traces.log")]
-    assert main(["traces", "--cfg", json.dumps(bf16), "--out", str(tmp_path / "bf16"), *args]) == 0
+    names = {"checkpoint_dir": str(root / "ckpt"), "ckpt": "step000100", "threads": 1}
+    assert run_step("grokpath.traces:run_traces", {**names, "cfg": bf16, "out_dir": str(tmp_path / "bf16")}) == 0
     run_traces(cfg, root / "ckpt", "step000100", tmp_path / "fp32")
     half = pq.read_table(tmp_path / "bf16" / "alpha_test.parquet").to_pandas()
     full = pq.read_table(tmp_path / "fp32" / "alpha_test.parquet").to_pandas()
@@ -244,8 +244,8 @@ def test_cli_bfloat16_run_and_clear_error(study, tmp_path):
     np.testing.assert_allclose(half.loss, full.loss, rtol=0.03)  # half-precision logits, float32 NLL
     np.testing.assert_allclose(np.stack(half.routing), np.stack(full.routing), atol=0.03)
 
-    missing = ["--checkpoint", str(tmp_path / "gone"), "--ckpt", "step000100", "--log", str(tmp_path / "err.log")]
-    assert main(["traces", "--cfg", json.dumps(cfg), "--out", str(tmp_path / "x"), *missing]) == 2
+    missing = {**names, "checkpoint_dir": str(tmp_path / "gone"), "cfg": cfg, "out_dir": str(tmp_path / "x")}
+    assert run_step("grokpath.traces:run_traces", missing, tmp_path / "err.log") == 2
     assert f"checkpoint directory '{tmp_path / 'gone'}' does not exist" in (tmp_path / "err.log").read_text()
 
 

@@ -270,7 +270,7 @@ def verify_hub_files(directory: Path, files: list, ckpt: str) -> dict[str, str]:
     return hashes
 
 
-def fetch_hf_checkpoint(checkpoints: dict, ckpt: str, out_dir: Path | str, max_workers: int = 8) -> Path:
+def fetch_hf_checkpoint(checkpoints: dict, ckpt: str, out_dir: Path | str, threads: int = 8) -> Path:
     """Download hub revision ``ckpt`` of ``checkpoints.hf.repo_id`` into ``out_dir``, verified.
 
     1. The revision name is validated before any network call.
@@ -281,6 +281,8 @@ def fetch_hf_checkpoint(checkpoints: dict, ckpt: str, out_dir: Path | str, max_w
        client resumes an interrupted transfer with a Range request.
     5. Each file is checked against the hub's sha256 (LFS) or git blob id; then ``provenance.json``
        (with ``revision_sha``) is written and the directory renamed onto ``out_dir``.
+
+    ``threads``: parallel file downloads.
     """
     hf = checkpoints["hf"]
     repo_id, allow_patterns = hf["repo_id"], list(hf["allow_patterns"])
@@ -314,7 +316,7 @@ def fetch_hf_checkpoint(checkpoints: dict, ckpt: str, out_dir: Path | str, max_w
             cache_dir=partial / ".cache" / "hub",  # self-contained: nothing written outside results/
             allow_patterns=[s.rfilename for s in files],
             endpoint=endpoint,
-            max_workers=max_workers,
+            max_workers=threads,
         )
     except CheckpointError:
         raise

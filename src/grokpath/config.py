@@ -1,14 +1,13 @@
 """The one reader of the study config: load YAML, fill schema defaults, validate.
 
-Snakemake validates the same file against the same schema (Snakefile); the CLI
-receives already-validated sections as JSON, so library code never re-reads YAML.
+The Snakefile validates the study config with it; each rule hands its function the
+validated sections (grokpath.step), so library code never re-reads YAML.
 """
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
 
 import jsonschema
 import yaml
@@ -88,14 +87,3 @@ def deep_merge(base: dict, update: dict) -> dict:
         else:
             out[key] = value
     return out
-
-
-def from_json(text: str) -> dict[str, Any]:
-    """Parse a config fragment handed over by a rule (``--cfg``)."""
-    try:
-        value = json.loads(text)
-    except json.JSONDecodeError as err:
-        raise ConfigError(f"--cfg is not valid JSON: {err}") from err
-    if not isinstance(value, dict):
-        raise ConfigError("--cfg must be a JSON object of config sections")
-    return value

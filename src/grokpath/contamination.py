@@ -111,14 +111,24 @@ def drop_mask(sample_ids: list[str], scores: list[float], drop_fraction: float) 
 
 
 def run_contamination(
-    cfg: dict, checkpoint_dir: Path | str, ckpt: str, tests: dict[str, tuple[Path, Path]], scores_out: Path | str
+    cfg: dict,
+    checkpoint_dir: Path | str,
+    ckpt: str,
+    tests: dict[str, tuple[Path, Path]],
+    scores_out: Path | str,
+    threads: int | None = None,
 ) -> None:
     """Score every domain's unfiltered test file, write the filtered test files and the score table.
 
-    ``tests``: domain -> (test_unfiltered.jsonl, test.jsonl to write).
+    ``tests``: domain -> (test_unfiltered.jsonl, test.jsonl to write). ``threads``: torch CPU threads.
     """
+    import torch
+
     from grokpath.checkpoints import load_model, load_tokenizer, read_provenance
     from grokpath.devices import resolve_device
+
+    if threads:
+        torch.set_num_threads(int(threads))
 
     settings = cfg["data"]["contamination"]
     trust = bool((cfg.get("checkpoints") or {}).get("trust_remote_code", False))

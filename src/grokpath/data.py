@@ -16,8 +16,8 @@ from grokpath.config import InputError
 
 SPLITS = ("train", "validation", "test")
 # Defaults for domains whose paths / task are null (the schema default): the mini world's
-# outputs. Not schema defaults, because Snakemake would read "{domain}" in a rule's
-# --cfg params as a wildcard.
+# outputs. Not schema defaults: domain names are the user's keys, so the default is a
+# pattern filled in per domain here.
 MINI_WORLD_SPLIT = "results/world/{domain}/{split}.jsonl"
 MINI_WORLD_TASK = "grokpath_{domain}"
 

@@ -414,8 +414,11 @@ def _alpaca(rng, n, code: bool):
     return rows
 
 
-def write_standin_data(out_dir: Path | str, seed: int = 0, n: int = 40) -> dict[str, Path]:
-    """Write every stand-in file under ``out_dir``; returns {relative name: path}."""
+def write_standin_data(out_dir: Path, seed: int = 0, n: int = 40) -> dict[str, Path]:
+    """Write small local files in each paper-A dataset's columns under ``out_dir`` (use it as data.local_dir).
+
+    ``n`` rows per training-side and validation file. Returns {relative name: path}.
+    """
     out_dir, rng, written = Path(out_dir), random.Random(seed), {}
 
     def put(name: str, rows: list[dict]) -> None:

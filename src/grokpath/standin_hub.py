@@ -185,23 +185,22 @@ def build_tokenizer():
 
 
 def build_standin_repo(
-    root: Path | str,
+    root: Path,
     repo_id: str = STANDIN_REPO_ID,
-    revisions: tuple[str, ...] | list[str] = STANDIN_REVISIONS,
+    revisions: list[str] | None = None,
     seed: int = 0,
     max_shard_size: str = "150KB",
 ) -> dict[str, str]:
-    """Write the stand-in model repo: one random tiny OLMoE per revision. Returns {revision: commit SHA}.
+    """Write a stand-in hub store at ``root``: one random tiny OLMoE per revision; returns {revision: commit SHA}.
 
-    Revision ``i`` is initialised with seed ``seed + i``; ``main`` points at the last
-    revision's commit. Weights are bfloat16 (as the real checkpoints), sharded so the
-    repo has a ``model.safetensors.index.json``.
+    ``revisions`` default to three named like the real study's. Revision ``i`` is initialised
+    with seed ``seed + i``; ``main`` points at the last revision's commit. Weights are bfloat16
+    (as the real checkpoints), sharded so the repo has a ``model.safetensors.index.json``.
     """
     import torch
     from transformers import OlmoeConfig, OlmoeForCausalLM
 
-    if not revisions:
-        raise ValueError("build_standin_repo: give at least one revision")
+    revisions = list(revisions or STANDIN_REVISIONS)
     tokenizer = build_tokenizer()
     config = OlmoeConfig(
         vocab_size=len(tokenizer),
@@ -513,9 +512,20 @@ class StandinHub:
         self.stop()
 
 
-def serve(root: Path | str, port: int = 0, port_file: Path | str | None = None, **faults) -> None:
-    """Serve ``root`` until killed; with ``port_file``, write the bound port there first."""
-    hub = StandinHub(root, port=port, **faults)
+def serve(
+    root: Path,
+    port: int = 0,
+    port_file: Path | None = None,
+    tamper: list[str] | None = None,
+    drop_after: int | None = None,
+) -> None:
+    """Serve a stand-in store (standin-hub build) on 127.0.0.1 until killed.
+
+    ``port`` 0 takes a free one; ``port_file`` gets the bound port once listening. Faults for
+    rehearsals: ``tamper`` serves these files with one byte flipped (the hash check), and
+    ``drop_after`` cuts the first GET of each LFS file after that many bytes (resume).
+    """
+    hub = StandinHub(root, port=port, tamper=tamper or (), drop_after=drop_after)
     if port_file is not None:
         write_text(f"{hub.port}\n", port_file)
     log.info("stand-in hub serving %s at %s", root, hub.url)

@@ -396,12 +396,14 @@ def per_token_table(
     )
 
 
-def run_traces(cfg: dict, checkpoint_dir: Path | str, ckpt: str, out_dir: Path | str) -> list[Path]:
+def run_traces(cfg: dict, checkpoint_dir: Path | str, ckpt: str, out_dir: Path | str, threads: int | None = None) -> list[Path]:
     """Trace every (domain, split) of ``cfg['domains']`` through checkpoint ``ckpt``, loading it once.
 
-    ``cfg`` holds the validated ``checkpoints``, ``domains`` and ``traces`` sections.
-    Data and tokenization are checked before the (possibly 14 GB) model load.
+    ``cfg`` holds the validated ``checkpoints``, ``domains`` and ``traces`` sections; ``threads``
+    sets torch's CPU threads. Data and tokenization are checked before the (possibly 14 GB) model load.
     """
+    if threads:
+        torch.set_num_threads(int(threads))
     checkpoints, domains, traces = cfg["checkpoints"], cfg["domains"], cfg["traces"]
     loss_on = traces["loss_on"]  # enums are the schema's to check
     checkpoint_dir, out_dir = Path(checkpoint_dir), Path(out_dir)

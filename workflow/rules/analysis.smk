@@ -12,14 +12,16 @@ ANALYSIS_TRACES = expand(
 
 rule samples:
     input:
-        traces=ANALYSIS_TRACES,
-        eval_samples=expand("results/eval/{ckpt}/samples.parquet", ckpt=CKPTS),
-        memorization="results/metrics/memorization.parquet",
-        onset="results/metrics/onset.parquet",
-        consistency="results/metrics/consistency.parquet",
-        pathways="results/metrics/pathways.parquet",
+        trace_paths=ANALYSIS_TRACES,
+        eval_paths=expand("results/eval/{ckpt}/samples.parquet", ckpt=CKPTS),
+        memorization_path="results/metrics/memorization.parquet",
+        onset_path="results/metrics/onset.parquet",
+        consistency_path="results/metrics/consistency.parquet",
+        pathways_path="results/metrics/pathways.parquet",
     output:
-        "results/metrics/samples.parquet",
+        out_path="results/metrics/samples.parquet",
+    params:
+        call="grokpath.samples:write_samples",
     threads: res("samples", "threads")
     resources:
         mem_mb=res("samples", "mem_mb"),
@@ -27,19 +29,18 @@ rule samples:
     log:
         "results/logs/samples/all.log",
     conda: "../../envs/plots.yaml"
-    shell:
-        "grokpath samples --traces {input.traces:q} --eval-samples {input.eval_samples:q}"
-        " --memorization {input.memorization:q} --onset {input.onset:q} --consistency {input.consistency:q}"
-        " --pathways {input.pathways:q} --out {output:q} --log {log:q}"
+    script:
+        "../scripts/step.py"
 
 
 rule curves:
     input:
-        samples="results/metrics/samples.parquet",
-        distances="results/metrics/distances.parquet",
+        samples_path="results/metrics/samples.parquet",
+        distances_path="results/metrics/distances.parquet",
     output:
-        "results/metrics/curves.parquet",
+        out_path="results/metrics/curves.parquet",
     params:
+        call="grokpath.curves:write_curves",
         cfg=cfg("analysis", "pathways"),
     threads: res("curves", "threads")
     resources:
@@ -48,20 +49,20 @@ rule curves:
     log:
         "results/logs/curves/all.log",
     conda: "../../envs/plots.yaml"
-    shell:
-        "grokpath curves --cfg {params.cfg:q} --samples {input.samples:q} --distances {input.distances:q}"
-        " --out {output:q} --log {log:q}"
+    script:
+        "../scripts/step.py"
 
 
 rule correlations:
     input:
-        curves="results/metrics/curves.parquet",
-        samples="results/metrics/samples.parquet",
-        distances="results/metrics/distances.parquet",
+        curves_path="results/metrics/curves.parquet",
+        samples_path="results/metrics/samples.parquet",
+        distances_path="results/metrics/distances.parquet",
     output:
-        csv=report("results/tables/correlations.csv", caption="../report/paper_a/table1_correlations.rst", category="Paper A", subcategory="analysis"),
-        md="results/tables/correlations.md",
+        out_csv=report("results/tables/correlations.csv", caption="../report/paper_a/table1_correlations.rst", category="Paper A", subcategory="analysis"),
+        out_md="results/tables/correlations.md",
     params:
+        call="grokpath.correlations:write_correlations",
         cfg=cfg("analysis", "pathways"),
     threads: res("correlations", "threads")
     resources:
@@ -70,17 +71,17 @@ rule correlations:
     log:
         "results/logs/correlations/all.log",
     conda: "../../envs/plots.yaml"
-    shell:
-        "grokpath correlations --cfg {params.cfg:q} --curves {input.curves:q} --samples {input.samples:q}"
-        " --distances {input.distances:q} --out-csv {output.csv:q} --out-md {output.md:q} --log {log:q}"
+    script:
+        "../scripts/step.py"
 
 
 rule onset_table:
     input:
-        samples="results/metrics/samples.parquet",
+        samples_path="results/metrics/samples.parquet",
     output:
-        report("results/tables/onset.csv", caption="../report/paper_a/table_onset.rst", category="Paper A", subcategory="analysis"),
+        out_csv=report("results/tables/onset.csv", caption="../report/paper_a/table_onset.rst", category="Paper A", subcategory="analysis"),
     params:
+        call="grokpath.rise:write_onset",
         cfg=cfg("analysis"),
     threads: res("onset_table", "threads")
     resources:
@@ -89,19 +90,19 @@ rule onset_table:
     log:
         "results/logs/onset_table/all.log",
     conda: "../../envs/plots.yaml"
-    shell:
-        "grokpath onset-table --cfg {params.cfg:q} --samples {input.samples:q} --out {output:q} --log {log:q}"
+    script:
+        "../scripts/step.py"
 
 
 rule figures_paper_a:
     input:
-        curves="results/metrics/curves.parquet",
-        samples="results/metrics/samples.parquet",
-        distances="results/metrics/distances.parquet",
-        cross_distances="results/metrics/cross_distances.parquet",
-        groups="results/metrics/groups.parquet",
-        ablation="results/metrics/memorization_ablation.parquet",
-        correlations="results/tables/correlations.csv",
+        curves_path="results/metrics/curves.parquet",
+        samples_path="results/metrics/samples.parquet",
+        distances_path="results/metrics/distances.parquet",
+        cross_distances_path="results/metrics/cross_distances.parquet",
+        groups_path="results/metrics/groups.parquet",
+        ablation_path="results/metrics/memorization_ablation.parquet",
+        correlations_path="results/tables/correlations.csv",
     output:
         **{
             name: report(
@@ -114,6 +115,7 @@ rule figures_paper_a:
         },
         pdfs=expand("results/figures/paper_a/{name}.pdf", name=PAPER_A_FIGURES),
     params:
+        call="grokpath.figures.paper_a:write_paper_a_figures",
         cfg=cfg("analysis", "pathways", "figures"),
         out_dir=lambda wildcards, output: os.path.dirname(output.pdfs[0]),
     threads: res("figures_paper_a", "threads")
@@ -123,16 +125,14 @@ rule figures_paper_a:
     log:
         "results/logs/figures_paper_a/all.log",
     conda: "../../envs/plots.yaml"
-    shell:
-        "grokpath figures-a --cfg {params.cfg:q} --curves {input.curves:q} --samples {input.samples:q} --distances {input.distances:q}"
-        " --cross-distances {input.cross_distances:q} --groups {input.groups:q} --ablation {input.ablation:q}"
-        " --correlations {input.correlations:q} --out-dir {params.out_dir:q} --log {log:q}"
+    script:
+        "../scripts/step.py"
 
 
 rule theory:
     output:
-        table="results/metrics/theory.parquet",
-        figure=report(
+        table_path="results/metrics/theory.parquet",
+        figure_path=report(
             "results/figures/paper_a/fig08_theory.png",
             caption="../report/paper_a/fig08_theory.rst",
             category="Paper A",
@@ -140,6 +140,7 @@ rule theory:
         ),
         pdf="results/figures/paper_a/fig08_theory.pdf",
     params:
+        call="grokpath.theory:write_theory",
         cfg=cfg("analysis", "figures"),
     threads: res("theory", "threads")
     resources:
@@ -148,8 +149,8 @@ rule theory:
     log:
         "results/logs/theory/all.log",
     conda: "../../envs/torch.yaml"
-    shell:
-        "grokpath theory --cfg {params.cfg:q} --out {output.table:q} --figure {output.figure:q} --log {log:q}"
+    script:
+        "../scripts/step.py"
 
 
 ALL_TARGETS += [

@@ -21,9 +21,11 @@ wildcard_constraints:
 
 rule circuits_train:
     output:
-        "results/circuits/runs/{circuit_task}/dh{d_h}_D{D}.parquet",
+        out="results/circuits/runs/{circuit_task}/dh{d_h}_D{D}.parquet",
     params:
-        cfg=cfg("circuits"),
+        call="grokpath.circuits.sweep:train_cell",
+        circuits=section("circuits"),
+        task="{circuit_task}",
     threads: res("circuits_train", "threads")
     resources:
         mem_mb=res("circuits_train", "mem_mb"),
@@ -34,16 +36,17 @@ rule circuits_train:
     benchmark:
         "results/benchmarks/circuits_train/{circuit_task}_dh{d_h}_D{D}.tsv"
     conda: "../../envs/torch.yaml"
-    shell:
-        "grokpath circuits-train --cfg {params.cfg:q} --task {wildcards.circuit_task} --d-h {wildcards.d_h}"
-        " --D {wildcards.D} --threads {threads} --out {output:q} --log {log:q}"
+    script:
+        "../scripts/step.py"
 
 
 rule circuits_train_mix:
     output:
-        "results/circuits/runs/{mix_task}/L{n_layers}_dh{d_h}_D{D}.parquet",
+        out="results/circuits/runs/{mix_task}/L{n_layers}_dh{d_h}_D{D}.parquet",
     params:
-        cfg=cfg("circuits"),
+        call="grokpath.circuits.sweep:train_cell",
+        circuits=section("circuits"),
+        task="{mix_task}",
     threads: res("circuits_train", "threads")
     resources:
         mem_mb=res("circuits_train", "mem_mb"),
@@ -54,18 +57,18 @@ rule circuits_train_mix:
     benchmark:
         "results/benchmarks/circuits_train_mix/{mix_task}_L{n_layers}_dh{d_h}_D{D}.tsv"
     conda: "../../envs/torch.yaml"
-    shell:
-        "grokpath circuits-train --cfg {params.cfg:q} --task {wildcards.mix_task} --n-layers {wildcards.n_layers}"
-        " --d-h {wildcards.d_h} --D {wildcards.D} --threads {threads} --out {output:q} --log {log:q}"
+    script:
+        "../scripts/step.py"
 
 
 rule circuits_classify:
     input:
-        runs=CIRCUIT_RUNS + CIRCUIT_MIX_RUNS,
+        run_paths=CIRCUIT_RUNS + CIRCUIT_MIX_RUNS,
     output:
-        "results/circuits/regimes.parquet",
+        out="results/circuits/regimes.parquet",
     params:
-        cfg=cfg("circuits"),
+        call="grokpath.circuits.sweep:classify_files",
+        circuits=section("circuits"),
     threads: res("circuits_classify", "threads")
     resources:
         mem_mb=res("circuits_classify", "mem_mb"),
@@ -73,16 +76,16 @@ rule circuits_classify:
     log:
         "results/logs/circuits_classify/all.log",
     conda: "../../envs/plots.yaml"
-    shell:
-        "grokpath circuits-classify --cfg {params.cfg:q} --runs {input.runs:q} --out {output:q} --log {log:q}"
+    script:
+        "../scripts/step.py"
 
 
 rule circuits_figures:
     input:
-        regimes="results/circuits/regimes.parquet",
-        runs=CIRCUIT_RUNS + CIRCUIT_MIX_RUNS,
+        regimes_path="results/circuits/regimes.parquet",
+        run_paths=CIRCUIT_RUNS + CIRCUIT_MIX_RUNS,
     output:
-        png=[
+        outs=[
             report(
                 f"results/figures/paper_b/{name}.png",
                 caption=f"../report/paper_b/{name}.rst",
@@ -93,7 +96,9 @@ rule circuits_figures:
         ],
         pdf=[f"results/figures/paper_b/{name}.pdf" for name in PAPER_B_FIGURES],
     params:
-        cfg=cfg("circuits", "figures"),
+        call="grokpath.circuits.sweep:write_figures",
+        circuits=section("circuits"),
+        style=section("figures"),
     threads: res("circuits_figures", "threads")
     resources:
         mem_mb=res("circuits_figures", "mem_mb"),
@@ -101,19 +106,19 @@ rule circuits_figures:
     log:
         "results/logs/circuits_figures/all.log",
     conda: "../../envs/plots.yaml"
-    shell:
-        "grokpath circuits-figures --cfg {params.cfg:q} --regimes {input.regimes:q} --runs {input.runs:q}"
-        " --out {output.png:q} --log {log:q}"
+    script:
+        "../scripts/step.py"
 
 
 # Paper A's domains labelled with the same rule (a separate rule: paper B never waits for paper A).
 rule circuits_paper_a_regimes:
     input:
-        curves="results/metrics/curves.parquet",
+        curves_path="results/metrics/curves.parquet",
     output:
-        "results/circuits/paper_a_regimes.parquet",
+        out="results/circuits/paper_a_regimes.parquet",
     params:
-        cfg=cfg("circuits"),
+        call="grokpath.circuits.sweep:classify_paper_a_file",
+        circuits=section("circuits"),
     threads: res("circuits_paper_a_regimes", "threads")
     resources:
         mem_mb=res("circuits_paper_a_regimes", "mem_mb"),
@@ -121,8 +126,8 @@ rule circuits_paper_a_regimes:
     log:
         "results/logs/circuits_paper_a_regimes/all.log",
     conda: "../../envs/plots.yaml"
-    shell:
-        "grokpath circuits-paper-a --cfg {params.cfg:q} --curves {input.curves:q} --out {output:q} --log {log:q}"
+    script:
+        "../scripts/step.py"
 
 
 ALL_TARGETS += ["results/circuits/regimes.parquet"]

@@ -1,20 +1,9 @@
 # Shared helpers: the checkpoint / domain / split lists and config hand-over.
 # Everything here derives from the validated config; no settings live in rules.
-import json
-import os
-import shlex
-import sys
-
+# Each step runs workflow/scripts/step.py, which calls the library function named in
+# params.call with the rule's wildcards, named inputs, outputs and params (grokpath.step).
 from grokpath.checkpoints import checkpoint_names
 from grokpath.data import SPLITS
-
-envvars:
-    "PATH",
-
-
-# Rules call the `grokpath` CLI installed beside this interpreter, also when
-# snakemake is started as .venv/bin/snakemake without activating the venv.
-os.environ["PATH"] = os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", "")
 
 CKPTS = checkpoint_names(config)
 DOMAINS = list(config["domains"])
@@ -28,12 +17,17 @@ wildcard_constraints:
 
 
 def cfg(*sections):
-    """The named config sections as one JSON object, for a rule's --cfg.
+    """The named config sections as one dict, for a rule's params.cfg.
 
-    Returned as a function so Snakemake does not read `{...}` in the JSON as wildcards.
+    Returned as a function so Snakemake does not read `{...}` in config strings as wildcards.
     """
-    text = json.dumps({name: config[name] for name in sections}, sort_keys=True)
-    return lambda wildcards: text
+    value = {name: config[name] for name in sections}
+    return lambda wildcards: value
+
+
+def section(name):
+    """One config section, for a library function that takes it whole (e.g. circuits)."""
+    return lambda wildcards: config[name]
 
 
 def res(rule_name, key):
@@ -47,11 +41,6 @@ def checkpoint_dir(wildcards):
     from grokpath.checkpoints import checkpoint_dir as source_checkpoint_dir
 
     return str(source_checkpoint_dir(config, wildcards.ckpt))
-
-
-def domain_args(flag, paths):
-    """`--flag domain=path` for each domain, shell-quoted."""
-    return " ".join(f"{flag} {shlex.quote(f'{domain}={path}')}" for domain, path in paths.items())
 
 
 def eval_adapters(wildcards, tuning_sets):

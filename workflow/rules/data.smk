@@ -1,7 +1,6 @@
 # data stage (data.source hub | local): each domain's train, validation and unfiltered test files
 # and the LoRA tuning sets from their datasets, one manifest, then the Min-K%++ filter that writes
 # every domain's test.jsonl with the last (or data.contamination.ckpt) checkpoint.
-import shlex
 from types import SimpleNamespace
 
 DATA = config["data"]
@@ -14,7 +13,7 @@ DATA_TUNING_SETS = (
 CONTAMINATION_CKPT = DATA["contamination"]["ckpt"] or CKPTS[-1]
 
 if DATA["source"] == "local" and not DATA["local_dir"]:
-    raise WorkflowError("data.source is 'local' but data.local_dir is not set (`grokpath standin-data --out DIR` writes one)")
+    raise WorkflowError("data.source is 'local' but data.local_dir is not set (`grokpath standin-data DIR` writes one)")
 if "tuning" in DOMAINS:
     raise WorkflowError("domain name 'tuning' is reserved by the data stage (results/data/tuning/)")
 for _domain in DOMAINS:
@@ -28,15 +27,16 @@ for _set in DATA_TUNING_SETS:
 rule select_data:
     input:
         # a local tokenizer directory; when it is a checkpoint this workflow makes, it runs first
-        tokenizer=DATA["tokenizer"]["path"] or [],
+        tokenizer_dir=DATA["tokenizer"]["path"] or [],
     output:
         train="results/data/{domain}/train.jsonl",
         validation="results/data/{domain}/validation.jsonl",
         test="results/data/{domain}/test_unfiltered.jsonl",
-        manifest="results/data/{domain}/manifest.parquet",
+        manifest_out="results/data/{domain}/manifest.parquet",
     params:
+        call="grokpath.selection:select_domain",
         cfg=cfg("data"),
-        out=subpath(output.train, parent=True),
+        out_dir=subpath(output.train, parent=True),
     threads: res("select_data", "threads")
     resources:
         mem_mb=res("select_data", "mem_mb"),
@@ -47,21 +47,22 @@ rule select_data:
         "results/benchmarks/select_data/{domain}.tsv"
     localrule: True  # streams from the hub: runs where the network is
     conda: "../../envs/torch.yaml"
-    shell:
-        "grokpath select-data --cfg {params.cfg:q} --domain {wildcards.domain:q} --out {params.out:q}"
-        " --manifest {output.manifest:q} --log {log:q}"
+    script:
+        "../scripts/step.py"
 
 
 rule select_tuning:
     input:
-        tokenizer=DATA["tokenizer"]["path"] or [],
+        tokenizer_dir=DATA["tokenizer"]["path"] or [],
     output:
-        data="results/data/tuning/{tuning_set}.jsonl",
-        manifest="results/data/tuning/{tuning_set}.manifest.parquet",
+        out="results/data/tuning/{tuning_set}.jsonl",
+        manifest_out="results/data/tuning/{tuning_set}.manifest.parquet",
     wildcard_constraints:
         tuning_set="[A-Za-z0-9-]+",
     params:
+        call="grokpath.selection:select_tuning",
         cfg=cfg("data"),
+        name="{tuning_set}",
     threads: res("select_data", "threads")
     resources:
         mem_mb=res("select_data", "mem_mb"),
@@ -70,36 +71,38 @@ rule select_tuning:
         "results/logs/select_tuning/{tuning_set}.log",
     localrule: True
     conda: "../../envs/torch.yaml"
-    shell:
-        "grokpath select-tuning --cfg {params.cfg:q} --set {wildcards.tuning_set:q} --out {output.data:q}"
-        " --manifest {output.manifest:q} --log {log:q}"
+    script:
+        "../scripts/step.py"
 
 
 rule data_manifest:
     input:
-        expand("results/data/{domain}/manifest.parquet", domain=DOMAINS),
-        expand("results/data/tuning/{tuning_set}.manifest.parquet", tuning_set=DATA_TUNING_SETS),
+        parts=expand("results/data/{domain}/manifest.parquet", domain=DOMAINS)
+        + expand("results/data/tuning/{tuning_set}.manifest.parquet", tuning_set=DATA_TUNING_SETS),
     output:
-        "results/data/manifest.parquet",
+        out="results/data/manifest.parquet",
+    params:
+        call="grokpath.selection:gather_manifest",
     log:
         "results/logs/data_manifest.log",
     localrule: True
     conda: "../../envs/torch.yaml"
-    shell:
-        "grokpath data-manifest --inputs {input:q} --out {output:q} --log {log:q}"
+    script:
+        "../scripts/step.py"
 
 
 rule contamination:
     input:
-        checkpoint=lambda wildcards: checkpoint_dir(SimpleNamespace(ckpt=CONTAMINATION_CKPT)),
-        tests=expand("results/data/{domain}/test_unfiltered.jsonl", domain=DOMAINS),
+        checkpoint_dir=lambda wildcards: checkpoint_dir(SimpleNamespace(ckpt=CONTAMINATION_CKPT)),
+        unfiltered=expand("results/data/{domain}/test_unfiltered.jsonl", domain=DOMAINS),
     output:
-        tests=expand("results/data/{domain}/test.jsonl", domain=DOMAINS),
-        scores="results/data/contamination.parquet",
+        filtered=expand("results/data/{domain}/test.jsonl", domain=DOMAINS),
+        scores_out="results/data/contamination.parquet",
     params:
+        call="grokpath.contamination:run_contamination",
         cfg=cfg("data", "checkpoints"),
         ckpt=CONTAMINATION_CKPT,
-        tests=" ".join(f"--test {shlex.quote(f'{d}=results/data/{d}')}" for d in DOMAINS),
+        tests=lambda wildcards: {d: (f"results/data/{d}/test_unfiltered.jsonl", f"results/data/{d}/test.jsonl") for d in DOMAINS},
     threads: res("contamination", "threads")
     resources:
         mem_mb=res("contamination", "mem_mb"),
@@ -110,9 +113,8 @@ rule contamination:
     benchmark:
         "results/benchmarks/contamination.tsv"
     conda: "../../envs/torch.yaml"
-    shell:
-        "grokpath contamination --cfg {params.cfg:q} --checkpoint {input.checkpoint:q} --ckpt {params.ckpt:q}"
-        " {params.tests} --out {output.scores:q} --threads {threads} --log {log:q}"
+    script:
+        "../scripts/step.py"
 
 
 ALL_TARGETS += ["results/data/manifest.parquet", "results/data/contamination.parquet"]

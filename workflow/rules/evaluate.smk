@@ -30,12 +30,14 @@ if TUNING == "lora":
 
     rule tune:
         input:
-            checkpoint=checkpoint_dir,
-            data=lambda wildcards: str(tuning_data_path(config["evaluation"], wildcards.set)),
+            checkpoint_dir=checkpoint_dir,
+            data_file=lambda wildcards: str(tuning_data_path(config["evaluation"], wildcards.set)),
         output:
-            directory("results/tuned/{ckpt}/{set}"),
+            out_dir=directory("results/tuned/{ckpt}/{set}"),
         params:
+            call="grokpath.tuning:tune_lora",
             cfg=cfg("evaluation", "study", "checkpoints"),
+            set_name="{set}",
         wildcard_constraints:
             set="|".join(sorted(set(TUNING_SETS.values()))),
         group: "ckpt_{ckpt}"  # one SLURM allocation per checkpoint (profiles/slurm group-components)
@@ -49,26 +51,26 @@ if TUNING == "lora":
         benchmark:
             "results/benchmarks/tune/{ckpt}/{set}.tsv"
         conda: "../../envs/eval.yaml"
-        shell:
-            "grokpath tune --cfg {params.cfg:q} --checkpoint {input.checkpoint:q} --set {wildcards.set:q}"
-            " --data {input.data:q} --out {output:q} --threads {threads} --log {log:q}"
+        script:
+            "../scripts/step.py"
 
 
 rule evaluate:
     input:
-        model=checkpoint_dir,
-        adapters=lambda wildcards: sorted(set(eval_adapters(wildcards, TUNING_SETS).values())),
+        checkpoint_dir=checkpoint_dir,
+        adapter_dirs=lambda wildcards: sorted(set(eval_adapters(wildcards, TUNING_SETS).values())),
         tests=list(EVAL_TESTS.values()),
         task_yamls=EVAL_TASK_YAMLS,
     output:
         samples="results/eval/{ckpt}/samples.parquet",
         lm_eval="results/eval/{ckpt}/lm_eval.json",
     params:
+        call="grokpath.evaluation:run_evaluation",
         cfg=cfg("evaluation", "domains", "checkpoints"),
-        tests=domain_args("--test", EVAL_TESTS),
-        adapters=lambda wildcards: domain_args("--adapter", eval_adapters(wildcards, TUNING_SETS)),
+        test_files=lambda wildcards: EVAL_TESTS,
+        adapters=lambda wildcards: eval_adapters(wildcards, TUNING_SETS),
         tasks_dir=lambda wildcards: EVAL_TASKS_DIR,  # the shipped task YAMLs, rendered per run
-        out=subpath(output.samples, parent=True),
+        out_dir=subpath(output.samples, parent=True),
     group: "ckpt_{ckpt}"  # one SLURM allocation per checkpoint (profiles/slurm group-components)
     threads: res("evaluate", "threads")
     resources:
@@ -80,10 +82,8 @@ rule evaluate:
     benchmark:
         "results/benchmarks/evaluate/{ckpt}.tsv"
     conda: "../../envs/eval.yaml"
-    shell:
-        "grokpath evaluate --cfg {params.cfg:q} --checkpoint {input.model:q} --ckpt {wildcards.ckpt:q}"
-        " {params.tests} {params.adapters} --tasks-dir {params.tasks_dir:q} --out {params.out:q}"
-        " --threads {threads} --log {log:q}"
+    script:
+        "../scripts/step.py"
 
 
 ALL_TARGETS += expand("results/eval/{ckpt}/{name}", ckpt=CKPTS, name=["samples.parquet", "lm_eval.json"])

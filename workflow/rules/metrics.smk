@@ -9,11 +9,12 @@ CONSISTENCY_SPLITS = config["consistency"]["splits"]
 
 rule memorization:
     input:
-        traces=domain_traces(["train"]),
+        train_traces=domain_traces(["train"]),
     output:
-        memorization="results/metrics/domains/{domain}/memorization.parquet",
-        ablation="results/metrics/domains/{domain}/memorization_ablation.parquet",
+        out="results/metrics/domains/{domain}/memorization.parquet",
+        ablation_out="results/metrics/domains/{domain}/memorization_ablation.parquet",
     params:
+        call="grokpath.metrics:run_memorization",
         cfg=cfg("memorization"),
     threads: res("memorization", "threads")
     resources:
@@ -22,19 +23,19 @@ rule memorization:
     log:
         "results/logs/memorization/{domain}.log",
     conda: "../../envs/plots.yaml"
-    shell:
-        "grokpath memorization --cfg {params.cfg:q} --domain {wildcards.domain:q} --traces {input.traces:q}"
-        " --out {output.memorization:q} --ablation-out {output.ablation:q} --log {log:q}"
+    script:
+        "../scripts/step.py"
 
 
 rule pathways:
     input:
         traces=domain_traces(PATHWAY_SPLITS),
-        memorization="results/metrics/domains/{domain}/memorization.parquet",
+        memorization_path="results/metrics/domains/{domain}/memorization.parquet",
     output:
-        pathways="results/metrics/domains/{domain}/pathways.parquet",
-        distances="results/metrics/domains/{domain}/distances.parquet",
+        pathways_out="results/metrics/domains/{domain}/pathways.parquet",
+        distances_out="results/metrics/domains/{domain}/distances.parquet",
     params:
+        call="grokpath.metrics:run_pathways",
         cfg=cfg("pathways"),
     threads: res("pathways", "threads")
     resources:
@@ -43,18 +44,17 @@ rule pathways:
     log:
         "results/logs/pathways/{domain}.log",
     conda: "../../envs/plots.yaml"
-    shell:
-        "grokpath pathways --cfg {params.cfg:q} --domain {wildcards.domain:q} --traces {input.traces:q}"
-        " --memorization {input.memorization:q} --out {output.pathways:q} --distances-out {output.distances:q}"
-        " --threads {threads} --log {log:q}"
+    script:
+        "../scripts/step.py"
 
 
 rule cross_distances:
     input:
-        pathways=expand("results/metrics/domains/{domain}/pathways.parquet", domain=DOMAINS),
+        pathway_files=expand("results/metrics/domains/{domain}/pathways.parquet", domain=DOMAINS),
     output:
-        "results/metrics/cross_distances.parquet",
+        out="results/metrics/cross_distances.parquet",
     params:
+        call="grokpath.metrics:run_cross_distances",
         cfg=cfg("pathways"),
     threads: res("cross_distances", "threads")
     resources:
@@ -63,9 +63,8 @@ rule cross_distances:
     log:
         "results/logs/cross_distances/all.log",
     conda: "../../envs/plots.yaml"
-    shell:
-        "grokpath cross-distances --cfg {params.cfg:q} --pathways {input.pathways:q} --out {output:q}"
-        " --threads {threads} --log {log:q}"
+    script:
+        "../scripts/step.py"
 
 
 rule consistency:
@@ -73,8 +72,9 @@ rule consistency:
         traces=domain_traces(CONSISTENCY_SPLITS),
         router_weights=expand("results/traces/{ckpt}/router_weights.npy", ckpt=CKPTS),
     output:
-        "results/metrics/domains/{domain}/consistency.parquet",
+        out="results/metrics/domains/{domain}/consistency.parquet",
     params:
+        call="grokpath.metrics:run_consistency",
         cfg=cfg("consistency"),
     threads: res("consistency", "threads")
     resources:
@@ -83,17 +83,17 @@ rule consistency:
     log:
         "results/logs/consistency/{domain}.log",
     conda: "../../envs/plots.yaml"
-    shell:
-        "grokpath consistency --cfg {params.cfg:q} --domain {wildcards.domain:q} --traces {input.traces:q}"
-        " --router-weights {input.router_weights:q} --out {output:q} --log {log:q}"
+    script:
+        "../scripts/step.py"
 
 
 rule onset:
     input:
         eval_samples=expand("results/eval/{ckpt}/samples.parquet", ckpt=CKPTS),
     output:
-        "results/metrics/domains/{domain}/onset.parquet",
+        out="results/metrics/domains/{domain}/onset.parquet",
     params:
+        call="grokpath.metrics:run_onset",
         cfg=cfg("onset"),
     threads: res("onset", "threads")
     resources:
@@ -102,20 +102,20 @@ rule onset:
     log:
         "results/logs/onset/{domain}.log",
     conda: "../../envs/plots.yaml"
-    shell:
-        "grokpath onset --cfg {params.cfg:q} --domain {wildcards.domain:q} --eval-samples {input.eval_samples:q}"
-        " --out {output:q} --log {log:q}"
+    script:
+        "../scripts/step.py"
 
 
 rule groups:
     input:
-        memorization="results/metrics/domains/{domain}/memorization.parquet",
-        onset="results/metrics/domains/{domain}/onset.parquet",
+        memorization_path="results/metrics/domains/{domain}/memorization.parquet",
+        onset_path="results/metrics/domains/{domain}/onset.parquet",
         train_texts=lambda wildcards: split_path(config["domains"], wildcards.domain, "train"),
         test_texts=lambda wildcards: split_path(config["domains"], wildcards.domain, "test"),
     output:
-        "results/metrics/domains/{domain}/groups.parquet",
+        out="results/metrics/domains/{domain}/groups.parquet",
     params:
+        call="grokpath.metrics:run_groups",
         cfg=cfg("matching"),
     threads: res("groups", "threads")
     resources:
@@ -124,19 +124,19 @@ rule groups:
     log:
         "results/logs/groups/{domain}.log",
     conda: "../../envs/plots.yaml"
-    shell:
-        "grokpath groups --cfg {params.cfg:q} --domain {wildcards.domain:q} --memorization {input.memorization:q}"
-        " --onset {input.onset:q} --train-texts {input.train_texts:q} --test-texts {input.test_texts:q}"
-        " --out {output:q} --threads {threads} --log {log:q}"
+    script:
+        "../scripts/step.py"
 
 
 rule metrics_gather:
     input:
-        lambda wildcards: expand("results/metrics/domains/{domain}/{table}.parquet", domain=DOMAINS, table=wildcards.table),
+        inputs=lambda wildcards: expand("results/metrics/domains/{domain}/{table}.parquet", domain=DOMAINS, table=wildcards.table),
     output:
-        "results/metrics/{table}.parquet",
+        out="results/metrics/{table}.parquet",
     wildcard_constraints:
         table="|".join(METRIC_TABLES),
+    params:
+        call="grokpath.metrics:gather",
     threads: res("metrics_gather", "threads")
     resources:
         mem_mb=res("metrics_gather", "mem_mb"),
@@ -144,8 +144,8 @@ rule metrics_gather:
     log:
         "results/logs/metrics_gather/{table}.log",
     conda: "../../envs/plots.yaml"
-    shell:
-        "grokpath metrics-gather --inputs {input:q} --out {output:q} --log {log:q}"
+    script:
+        "../scripts/step.py"
 
 
 ALL_TARGETS += expand("results/metrics/{table}.parquet", table=METRIC_TABLES + ["cross_distances"])

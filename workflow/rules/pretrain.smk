@@ -8,16 +8,17 @@ if config["checkpoints"]["source"] == "mini":
     rule pretrain:
         input:
             data=expand("results/world/{domain}/train.jsonl", domain=DOMAINS),
-            tokenizer="results/tokenizer",
+            tokenizer_dir="results/tokenizer",
         output:
             checkpoints=[directory(f"results/checkpoints/{ckpt}") for ckpt in CKPTS],
-            loss="results/pretrain/loss.parquet",
-            monitor="results/pretrain/monitor.parquet",
+            loss_path="results/pretrain/loss.parquet",
+            monitor_path="results/pretrain/monitor.parquet",
         params:
+            call="grokpath.pretrain:pretrain",
             cfg=cfg("world", "pretrain", "domains", "traces", "pathways", "consistency"),
-            world=lambda wildcards, input: os.path.dirname(os.path.dirname(input.data[0])),
-            checkpoints=lambda wildcards, output: os.path.dirname(output.checkpoints[0]),
-            state="results/pretrain/state",
+            world_dir=lambda wildcards, input: os.path.dirname(os.path.dirname(input.data[0])),
+            checkpoints_dir=lambda wildcards, output: os.path.dirname(output.checkpoints[0]),
+            state_dir="results/pretrain/state",
         threads: config["pretrain"]["threads"]  # torch threads: the scheduler reserves what the job uses
         priority: 50  # the critical path: start before the independent circuits jobs
         resources:
@@ -29,14 +30,12 @@ if config["checkpoints"]["source"] == "mini":
         benchmark:
             "results/benchmarks/pretrain/all.tsv"
         conda: "../../envs/torch.yaml"
-        shell:
-            "grokpath pretrain --cfg {params.cfg:q} --world {params.world:q} --tokenizer {input.tokenizer:q}"
-            " --checkpoints {params.checkpoints:q} --loss {output.loss:q} --monitor {output.monitor:q}"
-            " --state {params.state:q} --log {log:q}"
+        script:
+            "../scripts/step.py"
 
     rule monitor_figure:
         input:
-            monitor="results/pretrain/monitor.parquet",
+            monitor_path="results/pretrain/monitor.parquet",
         output:
             png=report(
                 "results/figures/paper_a/fig00_monitor.png",
@@ -45,6 +44,9 @@ if config["checkpoints"]["source"] == "mini":
                 subcategory="pretrain",
             ),
             pdf="results/figures/paper_a/fig00_monitor.pdf",
+        params:
+            call="grokpath.figures.monitor:write_monitor_figure",
+            style=section("figures"),
         threads: res("monitor_figure", "threads")
         resources:
             mem_mb=res("monitor_figure", "mem_mb"),
@@ -52,7 +54,7 @@ if config["checkpoints"]["source"] == "mini":
         log:
             "results/logs/monitor_figure/all.log",
         conda: "../../envs/plots.yaml"
-        shell:
-            "grokpath monitor-figure --monitor {input.monitor:q} --out {output.png:q} --log {log:q}"
+        script:
+            "../scripts/step.py"
 
     ALL_TARGETS += ["results/pretrain/loss.parquet", "results/figures/paper_a/fig00_monitor.png"]

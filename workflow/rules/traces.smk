@@ -15,9 +15,10 @@ if config["checkpoints"]["source"] == "hf":
 
     rule fetch_checkpoint:
         output:
-            FETCHED,
+            out_dir=FETCHED,
         params:
-            cfg=cfg("checkpoints"),
+            call="grokpath.checkpoints:fetch_hf_checkpoint",
+            checkpoints=section("checkpoints"),
         threads: res("fetch_checkpoint", "threads")
         resources:
             mem_mb=res("fetch_checkpoint", "mem_mb"),
@@ -26,22 +27,22 @@ if config["checkpoints"]["source"] == "hf":
             "results/logs/fetch_checkpoint/{ckpt}.log",
         localrule: True  # login nodes have the network; compute nodes often do not
         conda: "../../envs/torch.yaml"
-        shell:
-            "grokpath fetch-checkpoint --cfg {params.cfg:q} --ckpt {wildcards.ckpt:q} --out {output:q}"
-            " --threads {threads} --log {log:q}"
+        script:
+            "../scripts/step.py"
 
 
 rule traces:
     input:
-        checkpoint=checkpoint_dir,
+        checkpoint_dir=checkpoint_dir,
         data=[split_path(config["domains"], d, s) for d in DOMAINS for s in SPLITS],
     output:
         traces=[f"results/traces/{{ckpt}}/{name}" for name in TRACE_FILES],
         tokens=[f"results/traces/{{ckpt}}/{name}" for name in TOKEN_FILES] if config["traces"]["per_token"] else [],
         router_weights="results/traces/{ckpt}/router_weights.npy",
     params:
+        call="grokpath.traces:run_traces",
         cfg=cfg("checkpoints", "domains", "traces"),
-        out=subpath(output.router_weights, parent=True),
+        out_dir=subpath(output.router_weights, parent=True),
     group: "ckpt_{ckpt}"  # one SLURM allocation per checkpoint (profiles/slurm group-components)
     threads: res("traces", "threads")
     resources:
@@ -53,9 +54,8 @@ rule traces:
     benchmark:
         "results/benchmarks/traces/{ckpt}.tsv"
     conda: "../../envs/torch.yaml"
-    shell:
-        "grokpath traces --cfg {params.cfg:q} --checkpoint {input.checkpoint:q} --ckpt {wildcards.ckpt:q}"
-        " --out {params.out:q} --threads {threads} --log {log:q}"
+    script:
+        "../scripts/step.py"
 
 
 ALL_TARGETS += expand("results/traces/{ckpt}/{name}", ckpt=CKPTS, name=TRACE_FILES + ["router_weights.npy"])

@@ -6,10 +6,11 @@ if config["checkpoints"]["source"] == "mini":
         output:
             data=expand("results/world/{domain}/{split}.jsonl", domain=DOMAINS, split=SPLITS),
             manifest="results/world/manifest.json",
-            tokenizer=directory("results/tokenizer"),
+            tokenizer_dir=directory("results/tokenizer"),
         params:
+            call="grokpath.world:build_world",
             cfg=cfg("world", "domains"),
-            out=subpath(output.manifest, parent=True),
+            out_dir=subpath(output.manifest, parent=True),
         threads: res("world", "threads")
         priority: 50  # the critical path: start before the independent circuits jobs
         resources:
@@ -18,7 +19,7 @@ if config["checkpoints"]["source"] == "mini":
         log:
             "results/logs/world/all.log",
         conda: "../../envs/torch.yaml"
-        shell:
-            "grokpath world --cfg {params.cfg:q} --out {params.out:q} --tokenizer-out {output.tokenizer:q} --log {log:q}"
+        script:
+            "../scripts/step.py"
 
     ALL_TARGETS += ["results/world/manifest.json"]

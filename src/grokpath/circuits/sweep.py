@@ -58,11 +58,18 @@ def emergence_cells(circuits: dict) -> list[tuple[str, int, int, int]]:
     return sorted({(t, int(L), int(d_h), int(n_sub)) for t in tasks for L, d_h in em["sizes"] for n_sub in em["n_sub"]})
 
 
-def train_cell(circuits: dict, task: str, d_h: int, D: int, out: Path | str, n_layers: int = 1) -> None:
-    """Train all seeds of one cell and write their curves to ``out`` (Parquet)."""
+def train_cell(
+    circuits: dict, task: str, d_h: int, D: int, out: Path | str, n_layers: int = 1, threads: int | None = None
+) -> None:
+    """Train all seeds of one cell and write their curves to ``out`` (Parquet).
+
+    ``threads``: the job's torch CPU threads, in place of ``circuits.train.threads``.
+    """
     if task not in CELL_TASKS:
         raise ValueError(f"unknown circuits cell task '{task}'; known: {', '.join(CELL_TASKS)}")
     P, train = int(circuits["P"]), circuits["train"]
+    if threads:
+        train = {**train, "threads": int(threads)}
     seeds = seeds_of(circuits)
     split_ffn = task == "mix_split"
     if task in ("mix", "mix_split"):

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pandas as pd
 import seaborn as sns
 
-from grokpath.figures.common import facets
+from grokpath.figures.common import facets, save_figure
 
 PANELS = [
     ("probe_loss", "probe loss (train texts)"),
@@ -26,3 +28,8 @@ def monitor_figure(monitor: pd.DataFrame, style: dict | None = None):
     if axes[-1].get_legend() is not None:
         sns.move_legend(axes[-1], "upper left", bbox_to_anchor=(1, 1), fontsize=7, title_fontsize=7)
     return fig
+
+
+def write_monitor_figure(monitor_path: Path, png: Path, style: dict | None = None) -> None:
+    """Fig. 0 from results/pretrain/monitor.parquet, as ``png`` with its PDF beside it."""
+    save_figure(monitor_figure(pd.read_parquet(monitor_path), style), png, style)
