@@ -79,7 +79,9 @@ def test_a_missing_argument_is_a_bug_with_its_traceback(tmp_path):
 def test_the_users_error_is_one_line(tmp_path):
     log = tmp_path / "step.log"
     missing = str(tmp_path / "absent.parquet")
-    assert run_step("grokpath.circuits.sweep:classify_paper_a_file", {"circuits": {}, "curves_path": missing, "out": "x"}, log) == 2
+    assert (
+        run_step("grokpath.circuits.sweep:classify_paper_a_file", {"circuits": {}, "curves_path": missing, "out": "x"}, log) == 2
+    )
     lines = log.read_text().splitlines()
     assert [line.split(" ", 3)[2] for line in lines] == ["INFO", "ERROR"]  # the call, then one error line
     assert missing in lines[1] and "Traceback" not in log.read_text()
