@@ -97,7 +97,7 @@ def test_test_file_of_a_task_is_missing(workdir, tmp_path):
 
 
 def test_task_yaml_including_a_missing_file(tmp_path):
-    """A task YAML whose `include:` names a missing file: the evaluation CLI fails before loading a model."""
+    """A task YAML whose `include:` names a missing file: evaluation fails before loading a model."""
     from grokpath.evaluation import task_yaml_files
 
     tasks = tmp_path / "tasks"

@@ -1,4 +1,4 @@
-"""Paper B training: batched / vmap trajectories equal single-model runs; the CLI writes a cell."""
+"""Paper B training: batched / vmap trajectories equal single-model runs; the workflow step writes a cell."""
 
 import numpy as np
 import pandas as pd

@@ -50,7 +50,7 @@ def test_not_a_device_name(name):
     with pytest.raises(DeviceError) as err:
         resolve_device(name, "data.contamination.device")
     assert str(err.value) == f"data.contamination.device '{name}' is not a device name (use auto, cpu, cuda or cuda:N)"
-    assert isinstance(err.value, InputError)  # a user's error: the CLI reports it as one line
+    assert isinstance(err.value, InputError)  # a user's error: grokpath.step reports it as one line
 
 
 @no_cuda

@@ -17,7 +17,8 @@ from packaging.utils import canonicalize_name
 ENVS = REPO / "envs"
 ENV_NAMES = ["torch", "eval", "plots"]
 # Needed to run the workflow, not inside a rule's job.
-WORKFLOW_ONLY = {"snakemake", "snakemake-executor-plugin-slurm"}
+# the driver's packages, and typer: the hand-run `grokpath` CLI, which no rule runs
+WORKFLOW_ONLY = {"snakemake", "snakemake-executor-plugin-slurm", "typer"}
 
 
 def pyproject_pins() -> dict[str, str]:
@@ -118,12 +119,12 @@ def test_every_rule_dependency_is_in_some_env():
 
 
 def test_rules_name_existing_envs():
-    """Every rule that runs a command has a `conda:` directive naming one of envs/<ENV_NAMES>.yaml, and each env is used."""
+    """Every rule that runs a script has a `conda:` directive naming one of envs/<ENV_NAMES>.yaml, and each env is used."""
     used = set()
     for smk in sorted((REPO / "workflow" / "rules").glob("*.smk")):
         text = smk.read_text()
         envs = re.findall(r"^\s*conda:\s*\n?\s*\"([^\"]+)\"", text, flags=re.M)
-        assert len(envs) == len(re.findall(r"^\s*shell:", text, flags=re.M)), f"{smk.name}: a rule without conda:"
+        assert len(envs) == len(re.findall(r"^\s*script:", text, flags=re.M)), f"{smk.name}: a rule without conda:"
         for env in envs:
             target = (smk.parent / env).resolve()
             assert target.parent == ENVS.resolve() and target.suffix == ".yaml", f"{smk.name}: conda env {env} is not in envs/"

@@ -1,5 +1,5 @@
 """Paper A per-sample metrics, file to file: read trace / eval Parquet, call the metric
-functions, write the metric tables. One function per CLI subcommand; paths come from the rule.
+functions, write the metric tables. One function per rule; paths come from the rule.
 """
 
 from __future__ import annotations
