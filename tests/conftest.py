@@ -1,4 +1,4 @@
-"""Shared fixtures: a smoke-size run of the whole DAG, made once per test session."""
+"""Shared fixtures: a smoke-size run of the whole DAG, made once per test session, and tiny models."""
 
 from __future__ import annotations
 
@@ -39,6 +39,44 @@ def run_snakemake(workdir: Path, *args: str, check: bool = True, timeout: int = 
     if check and proc.returncode != 0:
         raise AssertionError(f"snakemake failed ({proc.returncode}): {' '.join(cmd)}\n{proc.stderr[-6000:]}")
     return proc
+
+
+def word_tokenizer(vocab: list[str], *, bos: str, unk: str, pad: str, eos: str | None = None, decoder=None):
+    """A WordLevel tokenizer over ``vocab`` (ids in list order) that splits on whitespace and prepends ``bos``.
+
+    ``decoder``: a ``tokenizers`` decoder for generated text (none: the library's default).
+    """
+    from tokenizers import Tokenizer, models, pre_tokenizers, processors
+    from transformers import PreTrainedTokenizerFast
+
+    core = Tokenizer(models.WordLevel({t: i for i, t in enumerate(vocab)}, unk_token=unk))
+    core.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    if decoder is not None:
+        core.decoder = decoder
+    core.post_processor = processors.TemplateProcessing(single=f"{bos} $A", special_tokens=[(bos, vocab.index(bos))])
+    specials = {"bos_token": bos, "unk_token": unk, "pad_token": pad} | ({"eos_token": eos} if eos else {})
+    return PreTrainedTokenizerFast(tokenizer_object=core, **specials)
+
+
+TINY_OLMOE = dict(
+    hidden_size=32,
+    intermediate_size=48,
+    num_hidden_layers=2,
+    num_attention_heads=4,
+    num_key_value_heads=4,
+    num_experts=4,
+    num_experts_per_tok=2,
+    max_position_embeddings=64,
+)
+
+
+def tiny_olmoe(seed: int = 0, **config):
+    """A seeded random OlmoeForCausalLM: ``TINY_OLMOE`` with ``config`` on top (vocab_size at least)."""
+    import torch
+    from transformers import OlmoeConfig, OlmoeForCausalLM
+
+    torch.manual_seed(seed)
+    return OlmoeForCausalLM(OlmoeConfig(**{**TINY_OLMOE, **config}))
 
 
 SMOKE_ARGS = ("--cores", "2", "--configfile", str(REPO / "config" / "smoke.yaml"))

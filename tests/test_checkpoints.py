@@ -20,8 +20,8 @@ from pathlib import Path
 import huggingface_hub.constants
 import pytest
 import torch
+from conftest import tiny_olmoe
 from huggingface_hub import HfApi
-from transformers import OlmoeConfig, OlmoeForCausalLM
 
 from grokpath.checkpoints import (
     CheckpointError,
@@ -45,19 +45,16 @@ FETCHED = sorted(
 
 
 def save_tiny_model(directory):
-    torch.manual_seed(0)
-    config = OlmoeConfig(
+    model = tiny_olmoe(
         vocab_size=16,
         hidden_size=16,
         intermediate_size=16,
         num_hidden_layers=1,
         num_attention_heads=2,
         num_key_value_heads=2,
-        num_experts=4,
-        num_experts_per_tok=2,
         max_position_embeddings=16,
     )
-    OlmoeForCausalLM(config).save_pretrained(directory)
+    model.save_pretrained(directory)
 
 
 def hf_config(**hf):

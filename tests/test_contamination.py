@@ -10,8 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from tokenizers import Tokenizer, models, pre_tokenizers, processors
-from transformers import OlmoeConfig, OlmoeForCausalLM, PreTrainedTokenizerFast
+from conftest import tiny_olmoe, word_tokenizer
 
 from grokpath.config import validate
 from grokpath.contamination import (
@@ -77,29 +76,10 @@ def test_drop_mask_highest_first_ties_by_id():
 def tiny_checkpoint(tmp_path_factory) -> Path:
     """A random tiny OlmoeForCausalLM with a word-level tokenizer that prepends BOS."""
     directory = tmp_path_factory.mktemp("ckpt")
-    vocab = {"[UNK]": 0, "[PAD]": 1, "[BOS]": 2, **{w: i + 3 for i, w in enumerate(WORDS)}}
-    tk = Tokenizer(models.WordLevel(vocab, unk_token="[UNK]"))
-    tk.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
-    tk.post_processor = processors.TemplateProcessing(single="[BOS] $A", special_tokens=[("[BOS]", 2)])
-    tokenizer = PreTrainedTokenizerFast(tokenizer_object=tk, unk_token="[UNK]", pad_token="[PAD]", bos_token="[BOS]")
-    tokenizer.save_pretrained(directory)
-    torch.manual_seed(0)
-    config = OlmoeConfig(
-        vocab_size=len(vocab),
-        hidden_size=32,
-        intermediate_size=48,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=4,
-        num_experts=4,
-        num_experts_per_tok=2,
-        max_position_embeddings=64,
-        pad_token_id=1,
-        bos_token_id=2,
-        eos_token_id=1,
-        initializer_range=0.5,
-    )
-    OlmoeForCausalLM(config).save_pretrained(directory)
+    vocab = ["[UNK]", "[PAD]", "[BOS]", *WORDS]
+    word_tokenizer(vocab, bos="[BOS]", unk="[UNK]", pad="[PAD]").save_pretrained(directory)
+    model = tiny_olmoe(vocab_size=len(vocab), pad_token_id=1, bos_token_id=2, eos_token_id=1, initializer_range=0.5)
+    model.save_pretrained(directory)
     (directory / "provenance.json").write_text(json.dumps({"revision_sha": "f" * 40, "revision": "step3", "source": "hf"}))
     return directory
 

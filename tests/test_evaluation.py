@@ -9,6 +9,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import torch
+from conftest import tiny_olmoe, word_tokenizer
 
 from grokpath.config import validate
 from grokpath.evaluation import DEFAULT_TASKS_DIR, domain_tasks, run_evaluation, task_yaml_files
@@ -23,38 +24,23 @@ def pairs(n: int) -> list[tuple[int, int]]:
 
 
 def make_tokenizer():
-    from tokenizers import Tokenizer, models, pre_tokenizers, processors
-    from transformers import PreTrainedTokenizerFast
-
-    core = Tokenizer(models.WordLevel({t: i for i, t in enumerate(VOCAB)}, unk_token="<unk>"))
-    core.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
-    core.post_processor = processors.TemplateProcessing(single="<bos> $A", special_tokens=[("<bos>", 1)])
-    return PreTrainedTokenizerFast(
-        tokenizer_object=core, bos_token="<bos>", eos_token="<eos>", pad_token="<pad>", unk_token="<unk>"
-    )
+    return word_tokenizer(VOCAB, bos="<bos>", unk="<unk>", pad="<pad>", eos="<eos>")
 
 
 def make_model(vocab_size: int = len(VOCAB), max_positions: int = 64, router_logits: bool = True):
     """A seeded tiny OLMoE; ``router_logits`` as the mini pretraining saves it (aux loss on)."""
-    from transformers import OlmoeConfig, OlmoeForCausalLM
-
-    torch.manual_seed(0)
-    config = OlmoeConfig(
+    return tiny_olmoe(
         vocab_size=vocab_size,
-        hidden_size=32,
         intermediate_size=64,
         num_hidden_layers=1,
         num_attention_heads=2,
         num_key_value_heads=2,
-        num_experts=4,
-        num_experts_per_tok=2,
         max_position_embeddings=max_positions,
         pad_token_id=0,
         bos_token_id=1,
         eos_token_id=2,
         output_router_logits=router_logits,
     )
-    return OlmoeForCausalLM(config)
 
 
 def memorize(model, tokenizer, examples: list[tuple[int, int]], steps: int = 150) -> None:
@@ -285,18 +271,17 @@ def benchmark_records() -> dict[str, list[dict]]:
 
 
 def benchmark_tokenizer(texts: list[str]):
-    """A word-level tokenizer over the texts' whitespace-separated words (built with `tokenizers`)."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors
-    from transformers import PreTrainedTokenizerFast
+    """A word-level tokenizer over the texts' whitespace-separated words."""
+    from tokenizers import decoders
 
-    specials = ["<pad>", "<bos>", "<eos>", "<unk>"]
     words = sorted({w for t in texts for w in t.split()} | set("ABCDE"))
-    core = Tokenizer(models.WordLevel({t: i for i, t in enumerate(specials + words)}, unk_token="<unk>"))
-    core.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
-    core.decoder = decoders.WordPiece(prefix="##")  # joins words with spaces
-    core.post_processor = processors.TemplateProcessing(single="<bos> $A", special_tokens=[("<bos>", 1)])
-    return PreTrainedTokenizerFast(
-        tokenizer_object=core, bos_token="<bos>", eos_token="<eos>", pad_token="<pad>", unk_token="<unk>"
+    return word_tokenizer(
+        ["<pad>", "<bos>", "<eos>", "<unk>", *words],
+        bos="<bos>",
+        unk="<unk>",
+        pad="<pad>",
+        eos="<eos>",
+        decoder=decoders.WordPiece(prefix="##"),  # joins words with spaces
     )
 
 

@@ -11,8 +11,7 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 import torch.nn.functional as F
-from tokenizers import Tokenizer, models, pre_tokenizers, processors
-from transformers import OlmoeConfig, OlmoeForCausalLM, PreTrainedTokenizerFast
+from conftest import tiny_olmoe, word_tokenizer
 
 from grokpath import traces
 from grokpath.config import load_schema, validate
@@ -27,29 +26,18 @@ N_LAYERS, N_EXPERTS, TOP_K = 2, 8, 2
 
 def build_checkpoint(directory, seed=0):
     """A tiny OLMoE and a WordLevel tokenizer (BOS prepended) saved as an HF directory."""
-    vocab = {tok: i for i, tok in enumerate(["<pad>", "<bos>", "<eos>", "<unk>"] + WORDS)}
-    tok = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
-    tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
-    tok.post_processor = processors.TemplateProcessing(single="<bos> $A", special_tokens=[("<bos>", 1)])
-    tokenizer = PreTrainedTokenizerFast(
-        tokenizer_object=tok, bos_token="<bos>", eos_token="<eos>", pad_token="<pad>", unk_token="<unk>"
-    )
-    torch.manual_seed(seed)
-    config = OlmoeConfig(
+    vocab = ["<pad>", "<bos>", "<eos>", "<unk>", *WORDS]
+    tokenizer = word_tokenizer(vocab, bos="<bos>", unk="<unk>", pad="<pad>", eos="<eos>")
+    model = tiny_olmoe(
+        seed,
         vocab_size=len(vocab),
-        hidden_size=32,
-        intermediate_size=48,
         num_hidden_layers=N_LAYERS,
-        num_attention_heads=4,
-        num_key_value_heads=4,
         num_experts=N_EXPERTS,
         num_experts_per_tok=TOP_K,
-        max_position_embeddings=64,
         pad_token_id=0,
         bos_token_id=1,
         eos_token_id=2,
-    )
-    model = OlmoeForCausalLM(config).eval()
+    ).eval()
     with torch.no_grad():  # routers start at zero: give them weights so routing is not uniform
         for gate in find_gates(model):
             gate.weight.normal_(0, 1.0)
