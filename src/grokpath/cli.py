@@ -33,9 +33,9 @@ def command(group: typer.Typer, name: str, fn: Callable) -> None:
 
     @functools.wraps(fn)
     def run(**kwargs):
-        result: dict = {}
-        status = run_logged(lambda: result.update({"value": fn(**kwargs)}), name)
-        for key, value in (result.get("value") or {}).items():
+        returned: dict = {}
+        status = run_logged(lambda: returned.update(fn(**kwargs) or {}), name)
+        for key, value in returned.items():
             typer.echo(f"{key}\t{value}")
         raise typer.Exit(status)
 

@@ -122,13 +122,10 @@ def run_contamination(
 
     ``tests``: domain -> (test_unfiltered.jsonl, test.jsonl to write). ``threads``: torch CPU threads.
     """
-    import torch
-
     from grokpath.checkpoints import load_model, load_tokenizer, read_provenance
-    from grokpath.devices import resolve_device
+    from grokpath.devices import resolve_device, use_threads
 
-    if threads:
-        torch.set_num_threads(int(threads))
+    use_threads(threads)
 
     settings = cfg["data"]["contamination"]
     trust = bool((cfg.get("checkpoints") or {}).get("trust_remote_code", False))

@@ -1,4 +1,4 @@
-"""The one place that turns a config's device name into a torch device string.
+"""The one place that turns a config's device name into a torch device string, and sets a job's CPU threads.
 
 ``auto`` picks ``cuda`` when a CUDA device is available, else ``cpu``. Any other name
 (``cpu``, ``cuda``, ``cuda:1``, ``mps``) is checked against what this machine has, so a
@@ -12,6 +12,14 @@ from grokpath.config import InputError
 
 class DeviceError(InputError):
     """The configured device does not exist on this machine (or is not a torch device)."""
+
+
+def use_threads(threads: int | None) -> None:
+    """Run torch's CPU ops on the job's ``threads`` (None or 0: leave torch's own choice)."""
+    if threads:
+        import torch
+
+        torch.set_num_threads(int(threads))
 
 
 def resolve_device(name: str, key: str = "device") -> str:

@@ -41,7 +41,7 @@ import yaml
 
 from grokpath.checkpoints import checkpoint_step, read_provenance
 from grokpath.config import REPO_ROOT
-from grokpath.devices import resolve_device
+from grokpath.devices import resolve_device, use_threads
 from grokpath.io import atomic_dir, write_frame, write_json
 from grokpath.sandbox import SETTINGS_ENV as CODE_EXECUTION_ENV
 
@@ -521,12 +521,10 @@ def _call_lm_eval(
     threads: int | None,
 ) -> dict[str, Any]:
     """One lm-eval call (one model, optionally with one adapter); imports here so the offline environment is set first."""
-    import torch
     from lm_eval import simple_evaluate
     from lm_eval.tasks import TaskManager
 
-    if threads:
-        torch.set_num_threads(int(threads))
+    use_threads(threads)
     task_manager = TaskManager(include_path=str(include_path), include_defaults=include_defaults)
     missing = [t for t in tasks if t not in task_manager.all_tasks]
     if missing:

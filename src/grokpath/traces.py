@@ -38,6 +38,7 @@ from grokpath.checkpoints import (
     verify_checkpoint_dir,
 )
 from grokpath.data import SPLITS, DataError, read_split, split_path
+from grokpath.devices import use_threads
 from grokpath.io import atomic_path, write_parquet
 from grokpath.routing import DEFAULT_GATE_MODULE, find_gates, logits_of, num_experts, router_weights, top_k_of
 
@@ -402,8 +403,7 @@ def run_traces(cfg: dict, checkpoint_dir: Path | str, ckpt: str, out_dir: Path |
     ``cfg`` holds the validated ``checkpoints``, ``domains`` and ``traces`` sections; ``threads``
     sets torch's CPU threads. Data and tokenization are checked before the (possibly 14 GB) model load.
     """
-    if threads:
-        torch.set_num_threads(int(threads))
+    use_threads(threads)
     checkpoints, domains, traces = cfg["checkpoints"], cfg["domains"], cfg["traces"]
     loss_on = traces["loss_on"]  # enums are the schema's to check
     checkpoint_dir, out_dir = Path(checkpoint_dir), Path(out_dir)

@@ -27,7 +27,7 @@ from pathlib import Path
 
 from grokpath.checkpoints import read_provenance
 from grokpath.data import iter_jsonl
-from grokpath.devices import resolve_device
+from grokpath.devices import resolve_device, use_threads
 from grokpath.io import atomic_dir, file_sha256
 
 log = logging.getLogger(__name__)
@@ -111,8 +111,7 @@ def tune_lora(
     pairs = read_pairs(data_file, lora["max_samples"])
     device = resolve_device(evaluation["device"], "evaluation.device")
     dtype = "float32" if evaluation["dtype"] == "auto" else evaluation["dtype"]
-    if threads:
-        torch.set_num_threads(int(threads))
+    use_threads(threads)
     seed = int(cfg.get("study", {}).get("seed", 0))
 
     checkpoints = cfg.get("checkpoints") or {}

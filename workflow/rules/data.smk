@@ -102,7 +102,7 @@ rule contamination:
         call="grokpath.contamination:run_contamination",
         cfg=cfg("data", "checkpoints"),
         ckpt=CONTAMINATION_CKPT,
-        tests=lambda wildcards: {d: (f"results/data/{d}/test_unfiltered.jsonl", f"results/data/{d}/test.jsonl") for d in DOMAINS},
+        tests=lambda wildcards, input, output: dict(zip(DOMAINS, zip(input.unfiltered, output.filtered))),
     threads: res("contamination", "threads")
     resources:
         mem_mb=res("contamination", "mem_mb"),
