@@ -46,7 +46,7 @@ from grokpath.checkpoints import local_name, mini_checkpoint_steps
 from grokpath.config import deep_merge, load
 from grokpath.data import read_split
 from grokpath.memorization import calibrate_epsilon, loss_matrix, memorized_fraction
-from grokpath.monitor import GateLogits, routing_entropies
+from grokpath.monitor import routing_entropies
 from grokpath.pretrain import evaluate_rows, pretrain
 from grokpath.world import build_world
 from grokpath.world.criterion import grokking_criterion
@@ -60,9 +60,7 @@ def routing_entropy(model, tokenizer, rows: list[dict], batch_size: int = 256) -
     token_sum, token_n, sample_means = 0.0, 0, []
     for start in range(0, len(rows), batch_size):
         batch = tokenizer([r["text"] for r in rows[start : start + batch_size]], padding=True, return_tensors="pt")
-        with GateLogits(model) as gates:
-            model(**batch)
-        got = routing_entropies(gates.logits, batch["attention_mask"])
+        got = routing_entropies(model, batch["input_ids"], batch["attention_mask"])
         token_sum, token_n = token_sum + got["token_sum"], token_n + got["n_tokens"]
         sample_means.append(got["sample_mean"])
     per_layer = token_sum / token_n

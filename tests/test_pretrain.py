@@ -226,17 +226,3 @@ def test_log_checkpoint_schedule_by_hand():
         1500,
     ]
     assert mini_checkpoint_steps({"steps": 12, "n_checkpoints": 3}) == [4, 8, 12]
-
-
-def test_routing_entropies_by_hand():
-    from grokpath.monitor import routing_entropies
-
-    # one layer, 2 samples x 2 positions, K = 2; sample 1's second token is padding
-    logits = [torch.tensor([[0.0, 0.0], [100.0, 0.0], [0.0, 100.0], [5.0, 5.0]])]
-    mask = torch.tensor([[1, 1], [1, 0]])
-    got = routing_entropies(logits, mask)
-    assert got["n_tokens"] == 3
-    assert got["token_sum"].tolist() == pytest.approx([math.log(2)])  # uniform, one-hot, one-hot; pad ignored
-    # token means: sample 0 (0.75, 0.25), sample 1 (0, 1)
-    h = -(0.75 * math.log(0.75) + 0.25 * math.log(0.25))
-    assert got["sample_mean"].tolist() == pytest.approx([h, 0.0], abs=1e-6)

@@ -204,7 +204,7 @@ def test_router_output_shapes_across_versions():
 def test_router_weights_and_missing_gate(study):
     _, model, _, _ = study
     assert router_weights(model).shape == (N_LAYERS, N_EXPERTS, 32)
-    with pytest.raises(ValueError, match="traces.gate_module"):
+    with pytest.raises(ValueError, match="traces.router"):
         find_gates(model, "block_sparse_moe.gate")
 
 

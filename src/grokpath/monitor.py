@@ -1,18 +1,21 @@
-"""Online monitor: paper A's routing signals on a fixed probe set, during pretraining.
+"""Pathway monitor: paper A's routing signals on a fixed probe set, inside any training loop.
 
-At every checkpoint the monitor runs ``pretrain.monitor_probes`` training texts
-per domain (drawn once, seeded) through the model and records, per domain, the
-mean pairwise pathway distance, the mean pathway consistency C_i (guarded
-samples skipped), the raw mean consecutive-layer cosine, the probe loss, and the
-mean per-token routing entropy (nats, router full softmax over real tokens, layers
-averaged; uniform routing gives log K: a collapse shows as this climbing to log K).
-No test set is needed: a falling distance and rising cosine after the training
-loss has flattened is the memorization-to-generalization signal.
+:class:`PathwayMonitor` takes a model, probe texts (per domain, or one list) and a tokenizer,
+and at each :meth:`~PathwayMonitor.record` call writes one row per domain with the columns
+``COLUMNS``: the mean pairwise pathway distance, the mean pathway consistency C_i (guarded
+samples skipped), the raw mean consecutive-layer cosine, the probe loss, and the mean per-token
+routing entropy (nats, the model's full routing distribution over real tokens, layers averaged;
+uniform routing gives log K: a collapse shows as this climbing to log K). Any architecture with
+a router adapter (``grokpath.routing``) works. No test set is needed: a falling distance and
+rising cosine after the training loss has flattened is the memorization-to-generalization signal.
+
+The mini pretraining records through it (:meth:`PathwayMonitor.from_config`), and
+``grokpath.callbacks`` wraps it for a ``transformers.Trainer``.
 """
 
 from __future__ import annotations
 
-from typing import Self
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -20,43 +23,19 @@ import torch
 
 from grokpath.consistency import routing_consistency
 from grokpath.pathways import mean_pairwise_distance, pathway_strings
-from grokpath.routing import router_weights
-from grokpath.traces import trace_batch
+from grokpath.routing import RoutingAccumulator, router_weights
+from grokpath.traces import trace_pass
 
 COLUMNS = ["step", "domain", "pathway_distance", "consistency", "mean_cosine", "probe_loss", "token_entropy"]
-
-
-class GateLogits:
-    """Context manager collecting every layer's router logits from forward hooks on
-    ``model.model.layers[i].<gate_module>`` (whose output starts with the logits, (B·T, K))."""
-
-    def __init__(self, model, gate_module: str = "mlp.gate"):
-        self.gates = [layer.get_submodule(gate_module) for layer in model.model.layers]
-        self.logits: list[torch.Tensor] = []
-        self._hooks = []
-
-    def __enter__(self) -> Self:
-        self._hooks = [g.register_forward_hook(lambda _m, _i, out: self.logits.append(out[0].detach())) for g in self.gates]
-        return self
-
-    def __exit__(self, *exc) -> None:
-        for hook in self._hooks:
-            hook.remove()
-
-
-def routing_entropies(logits: list[torch.Tensor], attention_mask: torch.Tensor) -> dict[str, torch.Tensor]:
-    """Routing entropy (nats) of one batch from per-layer router logits (B·T, K) and its mask (B, T).
-
-    ``token_sum`` (L,): per-layer sum of the per-token entropy of the full softmax over real
-    tokens; ``n_tokens``: their count; ``sample_mean`` (B,): per sample, the entropy of its
-    token-mean routing distribution, averaged over layers.
-    """
-    mask = attention_mask.bool()
-    probs = torch.stack([torch.softmax(x.float(), -1).view(*mask.shape, -1) for x in logits])  # (L, B, T, K)
-    entropy = -(probs * probs.clamp_min(1e-12).log()).sum(-1)  # (L, B, T)
-    mean_probs = (probs * mask[..., None]).sum(2) / mask.sum(1)[None, :, None]  # (L, B, K)
-    sample_mean = -(mean_probs * mean_probs.clamp_min(1e-12).log()).sum(-1).mean(0)
-    return {"token_sum": (entropy * mask).sum((1, 2)), "n_tokens": int(mask.sum()), "sample_mean": sample_mean}
+DEFAULTS = {  # the schema's defaults of the settings the monitor reads (pathways.*, consistency.*, traces.*)
+    "threshold": 0.7,
+    "include_crossing": True,
+    "level": "char",
+    "routing_normalization": "softmax",
+    "guard_min_max_cosine": 0.0,
+    "router": None,
+    "max_length": None,
+}
 
 
 def probe_indices(n_rows: int, n_probes: int, seed: int) -> np.ndarray:
@@ -65,45 +44,115 @@ def probe_indices(n_rows: int, n_probes: int, seed: int) -> np.ndarray:
     return np.sort(rng.choice(n_rows, size=min(n_probes, n_rows), replace=False))
 
 
-class Monitor:
-    """Holds the encoded probe set and the rows recorded so far (``rows`` is resumable state)."""
+@torch.inference_mode()
+def routing_entropies(model, input_ids: torch.Tensor, attention_mask: torch.Tensor, router: str | None = None) -> dict:
+    """Routing entropy (nats) of one batch, from the model's full routing distribution.
 
-    def __init__(self, cfg: dict, train_rows: dict[str, list[dict]], tokenizer):
-        self.traces, self.pathways, self.consistency = cfg["traces"], cfg["pathways"], cfg["consistency"]
+    ``token_sum`` (L,): per-layer sum of the per-token entropy over real tokens; ``n_tokens``:
+    their count; ``sample_mean`` (B,): per sample, the entropy of its token-mean routing
+    distribution, averaged over layers.
+    """
+    with RoutingAccumulator(model, attention_mask, "softmax", router, entropy=True) as routing:
+        model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False)
+    means = routing.means()  # (B, L, K)
+    sample_mean = -(means * means.clamp_min(1e-12).log()).sum(-1).mean(1)
+    return {"token_sum": routing.entropy_sums.cpu(), "n_tokens": int(attention_mask.sum()), "sample_mean": sample_mean.cpu()}
+
+
+class PathwayMonitor:
+    """The monitor's rows for ``model`` on fixed probe texts; ``rows`` is resumable state.
+
+    ``probes``: domain -> texts, or one list of texts (domain ``all``). ``settings`` override
+    ``DEFAULTS`` (pathway threshold, crossing rule, distance level, routing normalization,
+    consistency guard, router path, max tokens per probe).
+    """
+
+    def __init__(self, model, probes: Mapping[str, Sequence[str]] | Sequence[str], tokenizer, **settings):
+        unknown = set(settings) - set(DEFAULTS)
+        if unknown:
+            raise ValueError(f"unknown monitor setting '{sorted(unknown)[0]}'; known: {sorted(DEFAULTS)}")
+        self.model, self.settings = model, {**DEFAULTS, **settings}
+        if isinstance(probes, str) or not isinstance(probes, Mapping):
+            probes = {"all": [probes] if isinstance(probes, str) else list(probes)}
+        if tokenizer.pad_token is None:
+            raise ValueError("the monitor's tokenizer has no pad token; set tokenizer.pad_token (e.g. to its eos token)")
+        length = self.settings["max_length"]
         self.probes = {}
-        for domain, rows in train_rows.items():
-            index = probe_indices(len(rows), cfg["pretrain"]["monitor_probes"], cfg["pretrain"]["seed"])
-            self.probes[domain] = tokenizer([rows[i]["text"] for i in index], padding=True, return_tensors="pt")
+        for domain, texts in probes.items():
+            if len(texts) < 2:
+                raise ValueError(f"monitor probes of domain '{domain}': {len(texts)} text(s); a pathway distance needs 2")
+            self.probes[domain] = tokenizer(
+                list(texts), padding=True, return_tensors="pt", truncation=length is not None, max_length=length
+            )
         self.rows: list[dict] = []
 
-    def record(self, model, step: int) -> list[dict]:
-        weights = router_weights(model)
-        new = []
-        for domain, batch in self.probes.items():
-            with GateLogits(model, self.traces["gate_module"]) as gates:
-                loss, routing = trace_batch(
-                    model, batch["input_ids"], batch["attention_mask"], self.traces["routing_normalization"]
+    @classmethod
+    def from_config(cls, model, cfg: dict, train_rows: dict[str, list[dict]], tokenizer) -> PathwayMonitor:
+        """The mini pretraining's monitor: ``pretrain.monitor_probes`` training texts per domain (seeded),
+        settings from the ``traces``, ``pathways`` and ``consistency`` sections."""
+        probes = {}
+        for domain, rows in train_rows.items():
+            index = probe_indices(len(rows), cfg["pretrain"]["monitor_probes"], cfg["pretrain"]["seed"])
+            probes[domain] = [rows[i]["text"] for i in index]
+        return cls(model, probes, tokenizer, **settings_from_config(cfg))
+
+    def measure(self, step: int, model=None) -> list[dict]:
+        """The rows of ``model`` (default: the monitor's) at ``step``, not stored; the model is put in eval mode
+        for the measurement and back in its previous mode after."""
+        model = self.model if model is None else model
+        s = self.settings
+        was_training = model.training
+        model.eval()
+        try:
+            weights = router_weights(model, s["router"])
+            device = next(model.parameters()).device
+            rows = []
+            for domain, batch in self.probes.items():
+                result = trace_pass(
+                    model,
+                    batch["input_ids"].to(device),
+                    batch["attention_mask"].to(device),
+                    s["routing_normalization"],
+                    s["router"],
+                    entropy=True,
                 )
-            entropy = routing_entropies(gates.logits, batch["attention_mask"])
-            routing = routing.numpy()
-            strings = pathway_strings(routing, self.pathways["threshold"], self.pathways["include_crossing"])
-            distance = mean_pairwise_distance(strings, level=self.pathways["level"], workers=1)[0]
-            cons = routing_consistency(routing, weights, self.consistency["guard_min_max_cosine"])
-            new.append(
-                {
-                    "step": step,
-                    "domain": domain,
-                    "pathway_distance": float(distance),
-                    "consistency": float(np.nanmean(cons["consistency"]))
-                    if np.isfinite(cons["consistency"]).any()
-                    else float("nan"),
-                    "mean_cosine": float(np.mean(cons["mean_cosine"])),
-                    "probe_loss": float(loss.mean()),
-                    "token_entropy": float(entropy["token_sum"].mean() / entropy["n_tokens"]),
-                }
-            )
+                routing = result.routing.numpy()
+                strings = pathway_strings(routing, s["threshold"], s["include_crossing"])
+                distance = mean_pairwise_distance(strings, level=s["level"], workers=1)[0]
+                cons = routing_consistency(routing, weights, s["guard_min_max_cosine"])
+                finite = np.isfinite(cons["consistency"])
+                rows.append(
+                    {
+                        "step": int(step),
+                        "domain": domain,
+                        "pathway_distance": float(distance),
+                        "consistency": float(np.mean(cons["consistency"][finite])) if finite.any() else float("nan"),
+                        "mean_cosine": float(np.mean(cons["mean_cosine"])),
+                        "probe_loss": float(result.loss.mean()),
+                        "token_entropy": float(result.token_entropy),
+                    }
+                )
+        finally:
+            model.train(was_training)
+        return rows
+
+    def record(self, step: int, model=None) -> list[dict]:
+        """Measure at ``step`` and append the rows."""
+        new = self.measure(step, model)
         self.rows.extend(new)
         return new
 
     def frame(self) -> pd.DataFrame:
         return pd.DataFrame(self.rows, columns=COLUMNS)
+
+
+def settings_from_config(cfg: dict) -> dict:
+    """Monitor settings from validated ``traces``, ``pathways`` and ``consistency`` sections."""
+    return {
+        "threshold": cfg["pathways"]["threshold"],
+        "include_crossing": cfg["pathways"]["include_crossing"],
+        "level": cfg["pathways"]["level"],
+        "routing_normalization": cfg["traces"]["routing_normalization"],
+        "guard_min_max_cosine": cfg["consistency"]["guard_min_max_cosine"],
+        "router": cfg["traces"].get("router"),
+    }

@@ -224,9 +224,9 @@ def pretrain(
     loss_rows: list[dict] = []
     monitor = None
     if monitor_path is not None:
-        from grokpath.monitor import Monitor
+        from grokpath.monitor import PathwayMonitor
 
-        monitor = Monitor(cfg, {d: train[d] for d in domains}, tokenizer)
+        monitor = PathwayMonitor.from_config(model, cfg, {d: train[d] for d in domains}, tokenizer)
     start = 0
 
     if state_path.is_file():
@@ -283,7 +283,7 @@ def pretrain(
         if step in ckpt_steps:
             model.eval()
             if monitor is not None:
-                monitor.record(model, step)
+                monitor.record(step)
             model.train()
             _save_torch(_weights_path(state_path, step), model.state_dict())
             _save_torch(

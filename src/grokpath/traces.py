@@ -1,6 +1,7 @@
 """Routing traces: per-sample loss and token-mean routing weights, one forward pass per batch.
 
-:func:`trace_batch` is the shared primitive (pretrain's online monitor calls it too);
+:func:`trace_pass` is the shared primitive (the monitor calls it too); routers are read through
+``grokpath.routing`` (one adapter per architecture, the only router capture of the project);
 :func:`sample_losses`, :func:`sample_exact_match`, :func:`answer_starts` and :func:`answer_mask`
 are the project's one per-sample loss and one prompt/answer split (pretraining uses them too);
 :func:`run_traces` loads one checkpoint once and writes every (domain, split) file:
@@ -13,7 +14,9 @@ revision_sha (string, nullable), n_tokens (int32: real tokens after truncation),
 loss (float32: mean next-token NLL over the n_tokens - 1 predictions with
 ``traces.loss_on: all``; with ``target``, over the tokens after the prompt only,
 i.e. the target and the closing newline of ``text == prompt + target + "\n"``),
-routing (fixed_size_list<float32>[L*K], layer-major token-mean routing weights).
+routing (fixed_size_list<float32>[L*K], layer-major token-mean routing weights; the L
+routed layers in decoder order, their real indices in the metadata key ``layers``, the
+decoder layers without a router in ``dense_layers``).
 """
 
 from __future__ import annotations
@@ -40,11 +43,11 @@ from grokpath.checkpoints import (
 from grokpath.data import SPLITS, DataError, read_split, split_path
 from grokpath.devices import use_threads
 from grokpath.io import atomic_path, write_parquet
-from grokpath.routing import DEFAULT_GATE_MODULE, find_gates, logits_of, num_experts, router_weights, top_k_of
+from grokpath.routing import NORMALIZATIONS, RoutingAccumulator, find_routers, router_weights, routing_weights
 
 log = logging.getLogger(__name__)
 
-NORMALIZATIONS = ("softmax", "topk")
+__all__ = ["NORMALIZATIONS", "RoutingAccumulator", "routing_weights"]  # re-exported from grokpath.routing
 
 
 @dataclass
@@ -53,21 +56,7 @@ class TraceBatch:
     routing: torch.Tensor  # (B, L, K) float32, token-mean routing weights over real tokens
     token_expert_ids: torch.Tensor | None = None  # (B, T, L, top_k) int64, per-token top-k experts
     token_weights: torch.Tensor | None = None  # (B, T, L, top_k) float32, their weights
-
-
-def routing_weights(logits: torch.Tensor, normalization: str, top_k: int) -> torch.Tensor:
-    """Per-token routing weights (..., K) from router logits, in float32.
-
-    softmax: the full softmax over all K experts. topk: the top-k softmax weights
-    renormalized to sum to 1, zero elsewhere.
-    """
-    probs = torch.softmax(logits.float(), dim=-1)
-    if normalization == "softmax":
-        return probs
-    if normalization == "topk":
-        values, indices = probs.topk(top_k, dim=-1)
-        return torch.zeros_like(probs).scatter(-1, indices, values / values.sum(-1, keepdim=True))
-    raise ValueError(f"traces.routing_normalization '{normalization}' is not one of {NORMALIZATIONS}")
+    token_entropy: float | None = None  # mean per-token entropy (nats) of the full routing distribution
 
 
 _CHUNK_BYTES = 2**21  # float32 logits per loss chunk on the CPU: about 2 MiB, so each chunk stays in cache
@@ -131,85 +120,16 @@ def sample_exact_match(
     return (hits | (valid == 0)).all(1)
 
 
-class RoutingAccumulator:
-    """Context manager: router hooks that reduce each layer's routing to per-sample sums on the device.
-
-    Per layer, the hook turns the router logits (B·T, K) into routing weights
-    (:func:`routing_weights`) and adds them, masked by ``attention_mask``, into an
-    (L, B, K) float32 accumulator where the model runs; nothing per-token is kept unless
-    ``per_token`` (then each layer's top-k ids and weights). :meth:`means` divides by
-    the real-token counts: one device-to-host copy per batch.
-    """
-
-    def __init__(
-        self,
-        model,
-        attention_mask: torch.Tensor,
-        normalization: str = "softmax",
-        gate_module: str = DEFAULT_GATE_MODULE,
-        per_token: bool = False,
-    ):
-        if normalization not in NORMALIZATIONS:
-            raise ValueError(f"traces.routing_normalization '{normalization}' is not one of {NORMALIZATIONS}")
-        self.gates = find_gates(model, gate_module)
-        self.top_k = top_k_of(model, self.gates[0])
-        self.normalization, self.per_token = normalization, per_token
-        self.mask = attention_mask.float()
-        batch = attention_mask.shape[0]
-        self.sums = torch.zeros(
-            len(self.gates), batch, num_experts(self.gates[0]), dtype=torch.float32, device=attention_mask.device
-        )
-        self.seen = [False] * len(self.gates)
-        self.token_ids: list[torch.Tensor | None] = [None] * len(self.gates)
-        self.token_weights: list[torch.Tensor | None] = [None] * len(self.gates)
-        self._handles = []
-
-    def _hook(self, layer: int):
-        def hook(module, inputs, output):
-            logits = logits_of(output)
-            batch, length = self.mask.shape
-            # experts-first (K, B, T): a softmax over a short last axis is ~10x slower on the CPU
-            probs = torch.softmax(logits.reshape(batch, length, -1).float().permute(2, 0, 1), dim=0)
-            if self.normalization == "softmax":
-                self.sums[layer] = (probs * self.mask).sum(-1).T
-                if self.per_token:
-                    values, indices = probs.topk(self.top_k, dim=0)
-            else:
-                values, indices = probs.topk(self.top_k, dim=0)  # (k, B, T)
-                values = values / values.sum(0, keepdim=True)
-                masked = (values * self.mask).permute(1, 0, 2).reshape(batch, -1)
-                self.sums[layer].scatter_add_(1, indices.permute(1, 0, 2).reshape(batch, -1), masked)
-            if self.per_token:  # (B, T, k)
-                self.token_ids[layer], self.token_weights[layer] = indices.permute(1, 2, 0), values.permute(1, 2, 0)
-            self.seen[layer] = True
-
-        return hook
-
-    def __enter__(self) -> RoutingAccumulator:
-        self._handles = [gate.register_forward_hook(self._hook(i)) for i, gate in enumerate(self.gates)]
-        return self
-
-    def __exit__(self, *exc) -> None:
-        for handle in self._handles:
-            handle.remove()
-        self._handles = []
-
-    def means(self) -> torch.Tensor:
-        """(B, L, K) token-mean routing weights over real tokens, on the model's device."""
-        if not all(self.seen):
-            raise RuntimeError(f"router of layer {self.seen.index(False)} produced no output during the forward pass")
-        return (self.sums / self.mask.sum(1)[None, :, None]).permute(1, 0, 2)
-
-
 @torch.inference_mode()
 def trace_pass(
     model,
     input_ids: torch.Tensor,
     attention_mask: torch.Tensor,
     normalization: str = "softmax",
-    gate_module: str = DEFAULT_GATE_MODULE,
+    router: str | None = None,
     per_token: bool = False,
     loss_mask: torch.Tensor | None = None,
+    entropy: bool = False,
 ) -> TraceBatch:
     """One forward pass: per-sample loss, token-mean routing and (optionally) per-token top-k.
 
@@ -218,21 +138,21 @@ def trace_pass(
     """
     device = next(model.parameters()).device
     input_ids, attention_mask = input_ids.to(device), attention_mask.to(device)
-    with RoutingAccumulator(model, attention_mask, normalization, gate_module, per_token) as routing:
+    with RoutingAccumulator(model, attention_mask, normalization, router, per_token, entropy) as routing:
         out = model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False)
     loss = sample_losses(out.logits, input_ids, attention_mask, None if loss_mask is None else loss_mask.to(device))
-    result = TraceBatch(loss=loss.cpu(), routing=routing.means().cpu())
+    result = TraceBatch(loss=loss.cpu(), routing=routing.means().cpu(), token_entropy=routing.mean_entropy() if entropy else None)
     if per_token:
         result.token_expert_ids = torch.stack(routing.token_ids, dim=2).cpu()  # (B, T, L, k)
         result.token_weights = torch.stack(routing.token_weights, dim=2).cpu()
     return result
 
 
-def trace_batch(model, input_ids, attention_mask, normalization="softmax", loss_mask=None):
+def trace_batch(model, input_ids, attention_mask, normalization="softmax", loss_mask=None, router=None):
     """(loss (B,), routing (B, L, K)): mean token NLL and token-mean routing weights over
     real tokens (attention_mask 1), from ONE forward pass; float32 CPU tensors.
     With ``loss_mask`` (B, T), the NLL is over the marked tokens only (routing is not)."""
-    result = trace_pass(model, input_ids, attention_mask, normalization, loss_mask=loss_mask)
+    result = trace_pass(model, input_ids, attention_mask, normalization, router, loss_mask=loss_mask)
     return result.loss, result.routing
 
 
@@ -347,7 +267,7 @@ def trace_split(
             input_ids,
             attention_mask,
             traces["routing_normalization"],
-            traces["gate_module"],
+            traces["router"],
             traces["per_token"],
             loss_mask=loss_mask,
         )
@@ -365,9 +285,16 @@ def trace_split(
 
 
 def per_token_table(
-    sample_ids: list[str], token_ids: list[list[int]], batches: list[TraceBatch], order: list[int], batch_size: int
+    sample_ids: list[str],
+    token_ids: list[list[int]],
+    batches: list[TraceBatch],
+    order: list[int],
+    batch_size: int,
+    layer_index: list[int] | None = None,
 ) -> pa.Table:
-    """One row per (sample, position, layer): expert_ids uint8[k], weights float16[k]; sorted by sample_id."""
+    """One row per (sample, position, layer): expert_ids uint8[k], weights float16[k]; sorted by sample_id.
+
+    ``layer`` is the real decoder-layer index (``layer_index``, the routers' layers; default 0..L-1)."""
     rows_of = {}
     for b, result in enumerate(batches):
         for row, i in enumerate(order[b * batch_size : (b + 1) * batch_size]):
@@ -379,7 +306,8 @@ def per_token_table(
         n_tok, n_layers, k = expert_ids.shape
         ids += [sample_ids[i]] * (n_tok * n_layers)
         positions.append(np.repeat(np.arange(n_tok, dtype=np.int32), n_layers))
-        layers.append(np.tile(np.arange(n_layers, dtype=np.int16), n_tok))
+        index = np.arange(n_layers) if layer_index is None else np.asarray(layer_index)
+        layers.append(np.tile(index.astype(np.int16), n_tok))
         experts.append(expert_ids.reshape(-1, k))
         weights.append(expert_weights.reshape(-1, k))
     experts_flat, weights_flat = np.concatenate(experts), np.concatenate(weights)
@@ -432,8 +360,8 @@ def run_traces(cfg: dict, checkpoint_dir: Path | str, ckpt: str, out_dir: Path |
     log.info("loading %s (%s, %s on %s)", ckpt, checkpoint_dir, traces["dtype"], traces["device"])
     model = load_model(checkpoint_dir, traces["dtype"], traces["device"], trust_remote_code=trust, device_key="traces.device")
     experts = set_experts_implementation(model, traces["experts_implementation"])
-    gates = find_gates(model, traces["gate_module"])
-    n_layers, n_experts, top_k = len(gates), num_experts(gates[0]), top_k_of(model, gates[0])
+    routers = find_routers(model, traces["router"])
+    n_layers, n_experts, top_k = len(routers.layers), routers.num_experts, routers.top_k
     base_metadata = {
         "L": n_layers,
         "K": n_experts,
@@ -446,7 +374,7 @@ def run_traces(cfg: dict, checkpoint_dir: Path | str, ckpt: str, out_dir: Path |
         "max_length": max_length,
         "loss_on": loss_on,
         "dtype": traces["dtype"],
-        "gate_module": traces["gate_module"],
+        **routers.metadata(),  # model_type, router path, real layer indices, dense layers
         "experts_implementation": experts,
     }
 
@@ -475,13 +403,13 @@ def run_traces(cfg: dict, checkpoint_dir: Path | str, ckpt: str, out_dir: Path |
         written.append(path)
         if traces["per_token"]:
             tokens_path = out_dir / f"{domain}_{split}.tokens.parquet"
-            tokens = per_token_table(sample_ids, token_ids, batches, order, int(traces["batch_size"]))
+            tokens = per_token_table(sample_ids, token_ids, batches, order, int(traces["batch_size"]), routers.layers)
             write_parquet(tokens, tokens_path, {**base_metadata, "domain": domain, "split": split})
             written.append(tokens_path)
         log.info("%s %s/%s: %d samples, mean loss %.4f -> %s", ckpt, domain, split, n, float(loss.mean()), path)
 
     weights_path = out_dir / "router_weights.npy"
     with atomic_path(weights_path, ".npy") as tmp:
-        np.save(tmp, router_weights(model, traces["gate_module"]))
+        np.save(tmp, router_weights(model, traces["router"]))
     written.append(weights_path)
     return written
