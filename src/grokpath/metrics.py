@@ -246,6 +246,7 @@ def run_pathways(
             for t in thresholds
         }
         per_layer = pathways.layer_strings(routing, threshold, crossing)
+        layer_index = read_metadata(path).get("layers") or list(range(routing.shape[1]))  # real decoder-layer indices
         by_layer = [
             pathways.group_mean_distances([sample[layer] for sample in per_layer], members, **distance_kwargs)
             for layer in range(routing.shape[1])
@@ -253,7 +254,7 @@ def run_pathways(
         for group in members:
             for t, results in by_threshold.items():
                 distance_rows.append((ckpt, step, domain, group, t, -1, *results[group], revision_sha))
-            for layer, results in enumerate(by_layer):
+            for layer, results in zip(layer_index, by_layer):
                 distance_rows.append((ckpt, step, domain, group, threshold, layer, *results[group], revision_sha))
         log.info("pathways %s %s: %d samples, %d distance rows so far", domain, ckpt, len(ids), len(distance_rows))
 
