@@ -6,7 +6,15 @@ from snakemake.utils import min_version
 min_version("9.0")
 
 
-configfile: "config/config.yaml"
+# A study config given with --configfile stands alone: the schema fills every default it leaves
+# out, and the mini study's config/config.yaml applies only when no --configfile is given
+# (--config key=value alone still overrides the mini study). Add config/config.yaml first to
+# overlay on the mini study: --configfile config/config.yaml config/smoke.yaml
+if not workflow.overwrite_configfiles:
+
+    configfile: "config/config.yaml"
+
+
 report: "workflow/report/workflow.rst"
 
 

@@ -79,7 +79,8 @@ def tiny_olmoe(seed: int = 0, **config):
     return OlmoeForCausalLM(OlmoeConfig(**{**TINY_OLMOE, **config}))
 
 
-SMOKE_ARGS = ("--cores", "2", "--configfile", str(REPO / "config" / "smoke.yaml"))
+MINI_CONFIG = REPO / "config" / "config.yaml"  # study configs stand alone: overlays name the mini study first
+SMOKE_ARGS = ("--cores", "2", "--configfile", str(MINI_CONFIG), str(REPO / "config" / "smoke.yaml"))
 
 
 @pytest.fixture(scope="session")

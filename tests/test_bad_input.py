@@ -14,6 +14,7 @@ import pytest
 import yaml
 from conftest import REPO, SNAKEMAKE, make_workdir, offline_env
 
+MINI = REPO / "config" / "config.yaml"  # study configs stand alone: the smoke overlay names the mini study first
 SMOKE = REPO / "config" / "smoke.yaml"
 SENTINEL = "results/metrics/curves.parquet"
 SENTINEL_BYTES = b"PAR1 sentinel: an existing result that no failing run may delete PAR1"
@@ -40,6 +41,7 @@ def run_bad(workdir, overlay: dict, *targets: str, dry_run: bool) -> subprocess.
         "1",
         *(["-n"] if dry_run else []),
         "--configfile",
+        str(MINI),
         str(SMOKE),
         str(bad),
     ]  # nargs="+": config files last

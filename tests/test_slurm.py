@@ -152,6 +152,7 @@ def test_trivial_workflow_through_sbatch(tmp_path):
 # group (traces + evaluate) per checkpoint, and the memorization table (4 domains + gather).
 # Figures, the other metrics and paper B add minutes under SLURM; test_e2e covers them.
 SMOKE_TARGETS = ["results/traces/*/*.parquet", "results/eval/*/samples.parquet", "results/metrics/memorization.parquet"]
+MINI_CONFIG = REPO / "config" / "config.yaml"  # study configs stand alone: the smoke overlay names the mini study first
 SMOKE_CONFIG = REPO / "config" / "smoke.yaml"
 
 
@@ -166,7 +167,7 @@ def test_smoke_pipeline_through_sbatch(tmp_path, smoke_run):
     workdir = make_workdir(tmp_path / "smoke_slurm")
     # Targets before --configfile, which takes one or more values.
     proc = snakemake_through_slurm(
-        REPO / "Snakefile", workdir, *sorted(local_hashes), "--configfile", str(SMOKE_CONFIG), timeout=900
+        REPO / "Snakefile", workdir, *sorted(local_hashes), "--configfile", str(MINI_CONFIG), str(SMOKE_CONFIG), timeout=900
     )
     submitted = assert_all_jobs_went_through_sbatch(proc, workdir)
     groups = [log for _, log in submitted if "/group_ckpt_" in log]

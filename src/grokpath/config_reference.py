@@ -24,10 +24,13 @@ Generated from `workflow/schemas/config.schema.yaml` by `python scripts/config_d
 hand (a test fails when this file is stale). The schema holds every default; `config/config.yaml` sets
 only what the embedded mini study deliberately changes, shown in the `config.yaml` column.
 
-Overlays, used as `snakemake --cores all --configfile config/<overlay>.yaml`:
-`config/smoke.yaml` (the whole DAG in about a minute, used by the tests), `config/olmoe.yaml` (the real
-OLMoE-1B-7B study from the hub), `config/olmoe_standin.yaml` (on top of `olmoe.yaml`: the real DAG against
-local stand-ins), `config/circuits_paper.yaml` (paper B's full grids, for a GPU or a cluster).
+A study config given with `--configfile` stands alone: the schema fills every key it leaves out, and
+`config/config.yaml` applies only when no `--configfile` is given. Study configs: `config/olmoe.yaml`
+(the real OLMoE-1B-7B study from the hub; `config/olmoe_standin.yaml` on top of it runs the real DAG
+against local stand-ins). Overlays on the mini study name it first,
+`snakemake --cores all --configfile config/config.yaml config/<overlay>.yaml`: `config/smoke.yaml` (the
+whole DAG in about a minute, used by the tests), `config/circuits_paper.yaml` (paper B's full grids, for a
+GPU or a cluster).
 
 The config is validated at load time: an unknown key or a wrong type fails with the key's full name
 before any job runs. Descriptions marked *our choice* are points the papers leave open.
