@@ -28,6 +28,7 @@ import torch
 from trace_throughput import olmoe_config, time_passes
 from transformers import OlmoeForCausalLM
 
+from grokpath.routing import find_gates
 from grokpath.traces import set_experts_implementation
 
 OLMOE_1B_7B = dict(vocab=50304, hidden=2048, intermediate=1024, layers=16, heads=16, experts=64, top_k=8)
@@ -56,8 +57,8 @@ def build(shape: dict, device: str, dtype: torch.dtype, experts: str) -> OlmoeFo
     finally:
         torch.set_default_dtype(default)
     with torch.no_grad():  # non-uniform routing, as a trained router gives
-        for layer in model.model.layers:
-            layer.mlp.gate.weight.normal_(0, 0.5 / shape["hidden"] ** 0.5 * 8)
+        for router in find_gates(model):  # through the model's router adapter (grokpath.routing)
+            router.weight.normal_(0, 0.5 / shape["hidden"] ** 0.5 * 8)
     set_experts_implementation(model, experts)
     return model
 

@@ -29,6 +29,7 @@ import torch
 from transformers import OlmoeConfig, OlmoeForCausalLM
 
 from grokpath.config import load_schema
+from grokpath.routing import find_gates
 from grokpath.traces import trace_pass
 
 SCHEMA = load_schema()["properties"]
@@ -72,8 +73,8 @@ def build(shape: dict, seed: int = 0) -> tuple[OlmoeForCausalLM, torch.Tensor, t
     config = olmoe_config(shape, max_position_embeddings=max(shape["length"], 8), pad_token_id=0, bos_token_id=1, eos_token_id=2)
     model = OlmoeForCausalLM(config).eval()
     with torch.no_grad():  # routers start at zero; random rows give realistic, non-uniform routing
-        for layer in model.model.layers:
-            layer.mlp.gate.weight.normal_(0, 0.5)
+        for router in find_gates(model):  # through the model's router adapter (grokpath.routing)
+            router.weight.normal_(0, 0.5)
     length, batch = shape["length"], shape["batch"]
     lengths = torch.randint(length // 2, length + 1, (batch,))
     input_ids = torch.randint(3, shape["vocab"], (batch, length))

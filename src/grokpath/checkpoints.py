@@ -44,6 +44,7 @@ log = logging.getLogger(__name__)
 
 REVISION_RE = re.compile(r"^step(?P<step>\d+)-tokens(?P<tokens>\d+)B$")
 LOCAL_RE = re.compile(r"^step(?P<step>\d+)$")
+TRAINER_RE = re.compile(r"^checkpoint-(?P<step>\d+)$")  # transformers Trainer's output_dir/checkpoint-<global step>
 # Where the pretrain rule (mini) and the fetch_checkpoint rule (hf) put checkpoints.
 RESULTS_CHECKPOINTS = Path("results/checkpoints")
 PROVENANCE = "provenance.json"
@@ -72,14 +73,14 @@ def mini_checkpoint_steps(pretrain: dict) -> list[int]:
 
 
 def parse_step(name: str) -> int:
-    """Training step of a checkpoint name (``step000500`` or ``step5000-tokens20B``)."""
-    for pattern in (LOCAL_RE, REVISION_RE):
+    """Training step of a checkpoint name (``step000500``, ``step5000-tokens20B`` or a Trainer's ``checkpoint-500``)."""
+    for pattern in (LOCAL_RE, REVISION_RE, TRAINER_RE):
         match = pattern.match(name)
         if match:
             return int(match.group("step"))
     if name == "main":
         raise ValueError("revision 'main' has no step in its name; give it one in checkpoints.steps")
-    raise ValueError(f"checkpoint name '{name}' does not parse: expected 'stepNNNNNN' or 'step<S>-tokens<T>B'")
+    raise ValueError(f"checkpoint name '{name}' does not parse: expected 'stepNNNNNN', 'step<S>-tokens<T>B' or 'checkpoint-<S>'")
 
 
 def checkpoint_step(checkpoints: dict, name: str) -> int:
@@ -98,13 +99,13 @@ def _local_dir(checkpoints: dict) -> Path:
 
 
 def _discover_local(local_dir: Path) -> list[str]:
-    """Step-named HF subdirectories (``stepN`` or ``stepN-tokensTB``) of ``local_dir``."""
+    """Step-named HF subdirectories (``stepN``, ``stepN-tokensTB`` or a Trainer's ``checkpoint-N``) of ``local_dir``."""
     if not local_dir.is_dir():
         raise CheckpointError(f"checkpoints.local.dir '{local_dir}' is not a directory")
     names = [
         p.name
         for p in local_dir.iterdir()
-        if p.is_dir() and (LOCAL_RE.match(p.name) or REVISION_RE.match(p.name)) and (p / "config.json").is_file()
+        if p.is_dir() and any(r.match(p.name) for r in (LOCAL_RE, REVISION_RE, TRAINER_RE)) and (p / "config.json").is_file()
     ]
     if not names:
         raise CheckpointError(f"checkpoints.local.dir '{local_dir}' holds no step-named checkpoint directories")
