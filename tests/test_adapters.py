@@ -187,3 +187,22 @@ def test_traces_pathways_consistency(model_type, tokenizer, data, tmp_path):
     assert weights.shape == (len(routers.layers), 8, 32)
     scores = routing_consistency(routing, weights)
     assert np.isfinite(scores["mean_cosine"]).all() and (np.abs(scores["mean_cosine"]) <= 1 + 1e-9).all()
+
+
+def test_router_override_reads_an_architecture_without_adapter():
+    """``traces.router`` lets a model_type without an adapter run with the generic reader (logits first)."""
+    model = tiny_moe("mixtral")
+    model.config.model_type = "my_moe"
+    with pytest.raises(ValueError, match=r"^model_type 'my_moe' has no router adapter"):
+        find_routers(model)
+    routers = find_routers(model, "mlp.gate")
+    assert routers.adapter.model_type == "my_moe" and routers.layers == [0, 1, 2] and routers.top_k == 2
+    ids, mask = batch()
+    picks, handles = model_picks(model, "mixtral")
+    with torch.no_grad(), RoutingAccumulator(model, mask, "softmax", "mlp.gate", keep=True) as acc:
+        model(input_ids=ids, attention_mask=mask, use_cache=False)
+    for handle in handles:
+        handle.remove()
+    for position, layer in enumerate(routers.layers):
+        top = acc.kept[position][0].reshape(-1, 8).topk(2, dim=-1).indices.tolist()
+        assert all(set(top[t]) == picks[layer][t] for t in range(len(top)) if mask.reshape(-1)[t])
