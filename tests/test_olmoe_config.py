@@ -1,5 +1,5 @@
-"""config/olmoe.yaml is complete on its own: merged over config/config.yaml as Snakemake merges
-configfiles, it has the real study's values, and its DAG dry-runs on a fresh tree."""
+"""config/olmoe.yaml is a study config on its own: read as the Snakefile reads a --configfile (without
+config/config.yaml), it has the real study's values, and its DAG dry-runs on a fresh tree."""
 
 from __future__ import annotations
 
@@ -20,9 +20,10 @@ DOMAINS = ["math", "code", "commonsense", "domain"]
 
 
 def load(*names: str) -> dict:
-    """config.yaml, then each overlay, merged with Snakemake's own update_config, then validated."""
+    """As the Snakefile reads them: the given study files merged with Snakemake's own update_config
+    (config.yaml only when none is given), then validated."""
     merged: dict = {}
-    for name in ("config.yaml", *names):
+    for name in names or ("config.yaml",):
         with open(REPO / "config" / name) as fh:
             update_config(merged, yaml.safe_load(fh))
     return validate(merged, load_schema())
