@@ -107,3 +107,29 @@ def test_trainer_callback_rows_equal_direct_computation_on_saved_checkpoints(tok
     direct = pd.DataFrame(direct, columns=COLUMNS)
     pd.testing.assert_frame_equal(recorded.reset_index(drop=True), direct, check_exact=False, rtol=1e-5, atol=1e-6)
     assert not np.allclose(direct["probe_loss"][:2], direct["probe_loss"][2:])  # training moved the model
+
+
+def test_trainer_callback_every_n_steps_without_saves(tokenizer, tmp_path):
+    from transformers import Trainer, TrainingArguments
+
+    from grokpath.callbacks import PathwayMonitorCallback
+
+    model = tiny_moe("qwen2_moe", pad_token_id=0, bos_token_id=1, eos_token_id=2)
+    ids = [tokenizer(t)["input_ids"] for t in probe_texts(4, 16)]
+    train = [{"input_ids": torch.tensor(i), "labels": torch.tensor(i)} for i in ids if len(i) == len(ids[0])]
+    callback = PathwayMonitorCallback(probe_texts(5), tokenizer, tmp_path / "monitor", every_n_steps=2, figure=False)
+    args = TrainingArguments(
+        output_dir=str(tmp_path / "run"),
+        max_steps=5,
+        save_strategy="no",
+        per_device_train_batch_size=1,
+        report_to=[],
+        use_cpu=True,
+        disable_tqdm=True,
+    )
+    Trainer(model=model, args=args, train_dataset=train, callbacks=[callback]).train()
+    recorded = pd.read_parquet(tmp_path / "monitor" / "monitor.parquet")
+    assert list(recorded["step"]) == [2, 4] and set(recorded["domain"]) == {"all"}
+    assert not (tmp_path / "monitor" / "monitor.png").exists()
+    with pytest.raises(ValueError, match="every_n_steps must be a positive integer"):
+        PathwayMonitorCallback(probe_texts(5), tokenizer, tmp_path, every_n_steps=0)
