@@ -1,6 +1,6 @@
 """Checkpoint sources (mini/local/hf) and loading; the hub fetch runs against the stand-in hub.
 
-The stand-in (grokpath.standin_hub) is a real HTTP server on 127.0.0.1 speaking the hub's
+The stand-in (grokpath.standin.hub) is a real HTTP server on 127.0.0.1 speaking the hub's
 endpoints, so these tests drive huggingface_hub's own code: SHA resolution, the tree listing,
 HEAD/GET per file, resume with Range requests, and grokpath's hash check on top.
 """
@@ -34,7 +34,7 @@ from grokpath.checkpoints import (
     read_provenance,
 )
 from grokpath.config import load_schema, validate
-from grokpath.standin_hub import StandinHub, build_standin_repo
+from grokpath.standin.hub import StandinHub, build_standin_repo
 
 REPO_ID = "allenai/OLMoE-1B-7B-0924"
 REVISIONS = ("step5000-tokens20B", "step125000-tokens524B")

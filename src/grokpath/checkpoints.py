@@ -164,7 +164,7 @@ def model_config_hash(directory: Path | str) -> str:
 
 # ---------------------------------------------------------------- hf source
 # huggingface_hub reads HF_ENDPOINT once, at import; the fetch reads it per call so a
-# stand-in hub (grokpath.standin_hub) set after import is honoured too.
+# stand-in hub (grokpath.standin.hub) set after import is honoured too.
 def hub_endpoint() -> str:
     return (os.environ.get("HF_ENDPOINT") or constants.ENDPOINT).rstrip("/")
 

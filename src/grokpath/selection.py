@@ -421,7 +421,7 @@ def select_source(
                 "text_sha256": piece_sha,
             }
             pending.append((piece, meta))
-        if len(pending) >= TOKENIZE_CHUNK:
+        if len(pending) >= TOKENIZE_CHUNK or windows:  # windows: no document is cut beyond need
             flush()
         if n is not None and counts["kept"] >= n:
             break
