@@ -1,4 +1,8 @@
-"""Small local stand-ins of paper A's datasets, each in its dataset's real columns.
+"""Small local stand-ins of paper A's datasets, each in its dataset's published columns.
+
+Every row goes through :func:`grokpath.standin.fixtures.conform` with its dataset's fixture
+(``tests/fixtures/hub/``): the generators below write the columns the study reads, the fixture
+decides the rest, and a column a generator invents is an error.
 
 :func:`write_standin_data` writes the layout ``data.source: local`` reads (``data.local_dir``):
 ``<domain>/<split>.jsonl|parquet``, ``math/test/<config>.jsonl`` (one file per MATH subject config) and
@@ -10,6 +14,7 @@ real small functions whose ``canonical_solution`` passes their ``test`` (``check
 
 from __future__ import annotations
 
+import functools
 import json
 import random
 import shutil
@@ -20,6 +25,7 @@ import pyarrow.parquet as pq
 
 from grokpath.config import InputError
 from grokpath.io import atomic_path
+from grokpath.standin.fixtures import conform, fixture_name, load_fixture
 from grokpath.standin.real_rows import CSQA_DIR, HUMANEVAL_FILE, MMLU_DIR, real_rows_ready
 
 MATH_CONFIGS = [
@@ -423,6 +429,23 @@ def _alpaca(rng, n, code: bool):
     return rows
 
 
+@functools.cache
+def _schema_data() -> dict:
+    from grokpath.config import validate
+
+    return validate({})["data"]
+
+
+def _default_source(name: str) -> tuple[dict, str | None]:
+    """The schema's default source a local file stands in for, and its config: ``<domain>/<split>.<ext>``,
+    ``<domain>/<split>/<config>.<ext>`` or ``tuning/<set>.<ext>``."""
+    data = _schema_data()
+    parts = Path(name).with_suffix("").parts
+    if parts[0] == "tuning":
+        return data["tuning"]["sets"][parts[1]], None
+    return data["domains"][parts[0]][parts[1]], parts[2] if len(parts) > 2 else None
+
+
 def write_standin_data(out_dir: Path, seed: int = 0, n: int = 40, real_rows: Path | None = None) -> dict[str, Path]:
     """Write small local files in each paper-A dataset's columns under ``out_dir`` (use it as data.local_dir).
 
@@ -437,6 +460,8 @@ def write_standin_data(out_dir: Path, seed: int = 0, n: int = 40, real_rows: Pat
 
     def put(name: str, rows: list[dict]) -> None:
         path = out_dir / name
+        spec, config = _default_source(name)
+        rows = conform(rows, load_fixture(fixture_name(spec)), config)  # the dataset's published columns
         (_write_parquet if name.endswith(".parquet") else _write_jsonl)(rows, path)
         written[name] = path
 
