@@ -13,6 +13,30 @@ SOURCES = {f"data.domains.{d}.{s}": spec for d, splits in DATA["domains"].items(
 SOURCES |= {f"data.tuning.sets.{name}": spec for name, spec in DATA["tuning"]["sets"].items()}
 
 
+def _mix_sources() -> dict:
+    """The training-side sources of config/olmoe_mix.yaml, merged onto the defaults as the overlay is."""
+    import yaml
+
+    from grokpath.config import REPO_ROOT
+
+    overlay = yaml.safe_load((REPO_ROOT / "config" / "olmoe_mix.yaml").read_text())
+    merged = validate({"data": overlay["data"]})["data"]
+    return {f"olmoe_mix: {d}.train": merged["domains"][d]["train"] for d in merged["domains"]}
+
+
+MIX = _mix_sources()
+
+
+def test_the_mix_config_draws_every_training_side_from_olmoe_mix():
+    assert {spec["path"] for spec in MIX.values()} == {"allenai/OLMoE-mix-0924"}
+    assert sorted(spec["data_dir"] for spec in MIX.values()) == ["data/dclm", "data/open-web-math", "data/starcoder", "data/wiki"]
+
+
+@pytest.mark.parametrize("key", sorted(MIX))
+def test_the_mix_sources_are_in_their_fixture(key):
+    assert missing(MIX[key], load_fixture(fixture_name(MIX[key]))) == []
+
+
 def test_the_defaults_cover_every_domain_split_and_tuning_set():
     assert len(SOURCES) == 4 * 3 + 3
 
