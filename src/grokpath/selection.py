@@ -286,7 +286,8 @@ def iter_rows(data: dict, spec: dict, local_stem: str, label: str, shuffle: bool
     multi = len(_configs(spec)) > 1
     for config, revision, ds in open_streams(data, spec, local_stem, label):
         if shuffle:
-            ds = ds.shuffle(seed=int(data["seed"]), buffer_size=int(data["shuffle_buffer"]))
+            buffer = spec.get("shuffle_buffer") or data["shuffle_buffer"]
+            ds = ds.shuffle(seed=int(data["seed"]), buffer_size=int(buffer))
         for position, row in enumerate(ds):
             row = {rename.get(k, k): v for k, v in row.items()}
             if id_field:
