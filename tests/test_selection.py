@@ -227,6 +227,9 @@ def test_tuning_sets_fields(selected):
     alpaca = read_split(selected["out"] / "tuning" / "alpaca-cleaned.jsonl")
     with_input = [r for r in alpaca if r["input"]]
     assert with_input and all(r["text"] == r["instruction"] + "\n" + r["input"] + "\n" + r["output"] for r in with_input)
+    code = read_split(selected["out"] / "tuning" / "codealpaca.jsonl")
+    assert code and all(r["input"] == "" and r["text"] == r["instruction"] + "\n" + r["output"] for r in code)
+    assert code[0]["instruction"].startswith("Write a Python function") and code[0]["output"].startswith("def f(x):")
     counts = selected["stats"]["metamathqa"]
     assert counts["kept"] + counts["duplicates"] == 40 and counts["kept"] == len(meta)
 

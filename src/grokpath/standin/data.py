@@ -407,26 +407,23 @@ def _metamathqa(rng, n):
     ]
 
 
-def _alpaca(rng, n, code: bool):
-    rows = []
-    for i in range(n):
-        if code:
-            rows.append(
-                {
-                    "instruction": f"Write a Python function that returns {i} plus its argument.",
-                    "input": "" if i % 2 else f"x = {i}",
-                    "output": f"def f(x):\n    return x + {i}",
-                }
-            )
-        else:
-            rows.append(
-                {
-                    "instruction": f"Give a synonym of '{rng.choice(WORDS)}'.",
-                    "input": "" if i % 3 else _sentence(rng, WORDS, 6),
-                    "output": rng.choice(WORDS),
-                }
-            )
-    return rows
+def _code_alpaca(n):
+    """HuggingFaceH4/CodeAlpaca_20K rows: prompt and completion (no input column)."""
+    return [
+        {"prompt": f"Write a Python function that returns {i} plus its argument.", "completion": f"def f(x):\n    return x + {i}"}
+        for i in range(n)
+    ]
+
+
+def _alpaca(rng, n):
+    return [
+        {
+            "instruction": f"Give a synonym of '{rng.choice(WORDS)}'.",
+            "input": "" if i % 3 else _sentence(rng, WORDS, 6),
+            "output": rng.choice(WORDS),
+        }
+        for i in range(n)
+    ]
 
 
 @functools.cache
@@ -498,6 +495,6 @@ def write_standin_data(out_dir: Path, seed: int = 0, n: int = 40, real_rows: Pat
     else:
         copy("domain/test", Path(real_rows) / MMLU_DIR / "test")
     put("tuning/metamathqa.jsonl", _metamathqa(rng, n))
-    put("tuning/codealpaca.jsonl", _alpaca(rng, n, code=True))
-    put("tuning/alpaca-cleaned.jsonl", _alpaca(rng, n, code=False))
+    put("tuning/codealpaca.jsonl", _code_alpaca(n))
+    put("tuning/alpaca-cleaned.jsonl", _alpaca(rng, n))
     return written
