@@ -28,3 +28,5 @@ if [ ! -f "$stamp" ]; then
   rm -f .venv/.grokpath-* && touch "$stamp"
 fi
 echo "grokpath environment ready: $(pwd)/.venv" >&2
+# Real CSQA / MMLU college_chemistry / HumanEval rows and the OLMo tokenizer for the rehearsal and tests.
+bash scripts/fetch_real_rows.sh

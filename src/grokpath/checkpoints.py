@@ -165,7 +165,7 @@ def model_config_hash(directory: Path | str) -> str:
 
 # ---------------------------------------------------------------- hf source
 # huggingface_hub reads HF_ENDPOINT once, at import; the fetch reads it per call so a
-# stand-in hub (grokpath.standin_hub) set after import is honoured too.
+# stand-in hub (grokpath.standin.hub) set after import is honoured too.
 def hub_endpoint() -> str:
     return (os.environ.get("HF_ENDPOINT") or constants.ENDPOINT).rstrip("/")
 
@@ -278,8 +278,14 @@ def fetch_hf_checkpoint(checkpoints: dict, ckpt: str, out_dir: Path | str, threa
     2. One ``model_info`` call resolves it to its commit SHA and lists every file's size and hash.
     3. Free disk is checked against the sizes still missing.
     4. ``snapshot_download`` fetches exactly that SHA (``allow_patterns``) into a hidden sibling
-       ``.<ckpt>.download``: kept on failure, so a rerun skips the files already complete, and the
-       client resumes an interrupted transfer with a Range request.
+       ``.<ckpt>.download``: kept on failure, so a rerun skips the files already complete. How a
+       file travels is huggingface_hub's choice, per file: when the hub's answer names a Xet object
+       (``X-Xet-Hash``) and ``hf_xet`` is installed (it is a dependency here), ``hf_xet`` downloads
+       it (chunked, with its own retries; an interrupted file is fetched again through its chunk
+       cache, not resumed with a Range request). Otherwise, or with ``HF_HUB_DISABLE_XET=1``, a
+       plain HTTP GET, and an interrupted transfer resumes with a Range request. The real
+       OLMoE repo's weights go the Xet way; the stand-in hub names no Xet objects, so tests and
+       the rehearsal run the HTTP path only. Either way step 5 checks every byte.
     5. Each file is checked against the hub's sha256 (LFS) or git blob id; then ``provenance.json``
        (with ``revision_sha``) is written and the directory renamed onto ``out_dir``.
 

@@ -14,8 +14,9 @@ from typing import Annotated
 
 import typer
 
-from grokpath.standin_data import write_standin_data
-from grokpath.standin_hub import build_standin_repo, serve
+from grokpath.standin.data import write_standin_data
+from grokpath.standin.hub import build_standin_repo, serve
+from grokpath.standin.real_rows import fetch_real_rows
 from grokpath.step import run_logged, setup_logging
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False, help=__doc__.splitlines()[0])
@@ -43,6 +44,7 @@ def command(group: typer.Typer, name: str, fn: Callable) -> None:
 
 
 command(app, "standin-data", write_standin_data)
+command(app, "real-rows", fetch_real_rows)
 command(standin_hub, "build", build_standin_repo)
 command(standin_hub, "serve", serve)
 

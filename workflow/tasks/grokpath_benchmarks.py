@@ -2,8 +2,9 @@
 grokpath_humaneval_plus), taken from lm-eval's own task code so that scores match the
 built-in tasks. Task YAMLs here reference these names with ``!function``.
 
-- MATH: lm-eval's ``minerva_math`` utils (prompt, 4-shot exemplars, final-answer
-  extraction and normalization, sympy-based ``is_equiv``, ``math_verify``).
+- MATH: lm-eval's ``minerva_math`` utils (prompt, 4-shot exemplars, and its ``process_results``
+  itself: ``exact_match`` on the extracted, normalized final answer; ``math_verify`` on the whole
+  generation against the gold solution, as lm-eval computes both).
 - HumanEval+: lm-eval's ``humaneval`` prompt and program assembly (prompt + completion,
   then test + ``check(entry_point)``); pass@1 runs in ``grokpath.sandbox``, never through
   HF ``evaluate``'s ``code_eval``. lm-eval's ``humaneval/utils.py`` cannot be imported
@@ -28,18 +29,8 @@ minerva_process_docs = minerva.process_docs
 minerva_fewshot_samples = minerva.list_fewshot_samples
 
 
-def minerva_extract_answer(resps: list[list[str]], docs: list[dict]) -> list[list[str]]:
-    """Filter: the normalized final answer of each generation ("Final Answer: The final answer is X.")."""
-    return [[minerva.normalize_final_answer(minerva.get_unnormalized_answer(r)) for r in resp] for resp in resps]
-
-
-def minerva_process_results(doc: dict, results: list[str]) -> dict[str, int]:
-    """exact_match: minerva's sympy equivalence of the extracted answer and the gold answer;
-    math_verify: math-verify's equivalence of the same answer and the gold solution."""
-    answer = results[0]
-    exact = int(minerva.is_equiv(answer, doc["answer"]))
-    verified = int(bool(minerva.verify(gold=minerva.parse(doc["solution"]), target=minerva.parse(f"${answer}$"))))
-    return {"exact_match": exact, "math_verify": verified}
+# lm-eval's own scoring, on the raw generation (no filter: math_verify parses the whole text)
+minerva_process_results = minerva.process_results
 
 
 # ---------------------------------------------------------------- HumanEval+

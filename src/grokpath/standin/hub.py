@@ -66,6 +66,7 @@ STANDIN_MODEL = {
     "num_experts_per_tok": 2,
     "max_position_embeddings": 4096,
 }
+VOCAB_MULTIPLE = 128  # OLMoE pads its embedding rows to a multiple of 128 (config.json: vocab_size 50304)
 LFS_PATTERNS = ("*.safetensors",)  # what the real repo's .gitattributes puts in LFS
 COMMIT_RE = re.compile(r"^[0-9a-f]{40}$")
 SPECIAL_TOKENS = {"eos_token": "<|endoftext|>", "bos_token": "<|endoftext|>", "pad_token": "<|padding|>"}
@@ -184,26 +185,40 @@ def build_tokenizer():
     )
 
 
+def olmo_tokenizer(tokenizer_json: Path | str):
+    """The real OLMo tokenizer (``tokenizer.json`` of OLMoE-1B-7B, 50,280 tokens) as a ``PreTrainedTokenizerFast``."""
+    from transformers import PreTrainedTokenizerFast
+
+    return PreTrainedTokenizerFast(
+        tokenizer_file=str(tokenizer_json), model_max_length=STANDIN_MODEL["max_position_embeddings"], **SPECIAL_TOKENS
+    )
+
+
 def build_standin_repo(
     root: Path,
     repo_id: str = STANDIN_REPO_ID,
     revisions: list[str] | None = None,
     seed: int = 0,
     max_shard_size: str = "150KB",
+    tokenizer_json: Path | None = None,
 ) -> dict[str, str]:
     """Write a stand-in hub store at ``root``: one random tiny OLMoE per revision; returns {revision: commit SHA}.
 
     ``revisions`` default to three named like the real study's. Revision ``i`` is initialised
     with seed ``seed + i``; ``main`` points at the last revision's commit. Weights are bfloat16
     (as the real checkpoints), sharded so the repo has a ``model.safetensors.index.json``.
+    ``tokenizer_json``: the real OLMo tokenizer (``grokpath real-rows``); the embedding then has
+    OLMoE's padded vocabulary (the token count rounded up to a multiple of 128: 50,280 -> 50,304).
+    Without it, a small byte-level BPE trained here.
     """
     import torch
     from transformers import OlmoeConfig, OlmoeForCausalLM
 
     revisions = list(revisions or STANDIN_REVISIONS)
-    tokenizer = build_tokenizer()
+    tokenizer = olmo_tokenizer(tokenizer_json) if tokenizer_json else build_tokenizer()
+    vocab_size = -(-len(tokenizer) // VOCAB_MULTIPLE) * VOCAB_MULTIPLE if tokenizer_json else len(tokenizer)
     config = OlmoeConfig(
-        vocab_size=len(tokenizer),
+        vocab_size=vocab_size,
         norm_topk_prob=False,
         tie_word_embeddings=False,
         pad_token_id=tokenizer.pad_token_id,

@@ -1,4 +1,8 @@
-"""Small local stand-ins of paper A's datasets, each in its dataset's real columns.
+"""Small local stand-ins of paper A's datasets, each in its dataset's published columns.
+
+Every row goes through :func:`grokpath.standin.fixtures.conform` with its dataset's fixture
+(``tests/fixtures/hub/``): the generators below write the columns the study reads, the fixture
+decides the rest, and a column a generator invents is an error.
 
 :func:`write_standin_data` writes the layout ``data.source: local`` reads (``data.local_dir``):
 ``<domain>/<split>.jsonl|parquet``, ``math/test/<config>.jsonl`` (one file per MATH subject config) and
@@ -10,14 +14,19 @@ real small functions whose ``canonical_solution`` passes their ``test`` (``check
 
 from __future__ import annotations
 
+import functools
 import json
 import random
+import shutil
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from grokpath.config import InputError
 from grokpath.io import atomic_path
+from grokpath.standin.fixtures import conform, fixture_name, load_fixture
+from grokpath.standin.real_rows import CSQA_DIR, HUMANEVAL_FILE, MMLU_DIR, real_rows_ready
 
 MATH_CONFIGS = [
     "algebra",
@@ -82,6 +91,7 @@ CHEM = [
     "acid",
     "base",
 ]
+BOOK_CHAPTERS = 10  # about 1,300 words per stand-in book
 LONG_WORDS = 3000  # words in the "too long" texts: above any 2048-token window
 
 
@@ -162,8 +172,13 @@ def _dolma(rng, texts, source):
 
 
 def _books(rng, n):
-    texts = [f"Chapter {i + 1}. " + _paragraph(rng, WORDS, 5) for i in range(n)]
-    return _dolma(rng, _with_extremes(rng, texts, WORDS), "books")
+    """Book-length documents (a dolma books row is a whole book): 1,200+ words each, which the
+    selection cuts into windows; one short "book", and exact duplicates, as elsewhere."""
+    texts = [
+        f"Book {i + 1}\n\n" + "\n\n".join(f"Chapter {c + 1}. " + _paragraph(rng, WORDS, 12) for c in range(BOOK_CHAPTERS))
+        for i in range(n)
+    ]
+    return _dolma(rng, texts + ["Too short.", texts[0], texts[1]], "books")
 
 
 def _mediawiki(rng, n):
@@ -183,7 +198,7 @@ def _dart_math(rng, n):
     return [
         {
             "query": f"What is {a} + {b}?",
-            "response": f"We add {a} and {b}: " + _paragraph(rng, WORDS, 3) + f" The answer is $\\boxed{{{a + b}}}$.",
+            "resp": f"We add {a} and {b}: " + _paragraph(rng, WORDS, 3) + f" The answer is $\\boxed{{{a + b}}}$.",
         }
         for a, b in ((rng.randint(10, 99), rng.randint(10, 99)) for _ in range(n))
     ]
@@ -392,38 +407,69 @@ def _metamathqa(rng, n):
     ]
 
 
-def _alpaca(rng, n, code: bool):
-    rows = []
-    for i in range(n):
-        if code:
-            rows.append(
-                {
-                    "instruction": f"Write a Python function that returns {i} plus its argument.",
-                    "input": "" if i % 2 else f"x = {i}",
-                    "output": f"def f(x):\n    return x + {i}",
-                }
-            )
-        else:
-            rows.append(
-                {
-                    "instruction": f"Give a synonym of '{rng.choice(WORDS)}'.",
-                    "input": "" if i % 3 else _sentence(rng, WORDS, 6),
-                    "output": rng.choice(WORDS),
-                }
-            )
-    return rows
+def _code_alpaca(n):
+    """HuggingFaceH4/CodeAlpaca_20K rows: prompt and completion (no input column)."""
+    return [
+        {"prompt": f"Write a Python function that returns {i} plus its argument.", "completion": f"def f(x):\n    return x + {i}"}
+        for i in range(n)
+    ]
 
 
-def write_standin_data(out_dir: Path, seed: int = 0, n: int = 40) -> dict[str, Path]:
+def _alpaca(rng, n):
+    return [
+        {
+            "instruction": f"Give a synonym of '{rng.choice(WORDS)}'.",
+            "input": "" if i % 3 else _sentence(rng, WORDS, 6),
+            "output": rng.choice(WORDS),
+        }
+        for i in range(n)
+    ]
+
+
+@functools.cache
+def _schema_data() -> dict:
+    from grokpath.config import validate
+
+    return validate({})["data"]
+
+
+def _default_source(name: str) -> tuple[dict, str | None]:
+    """The schema's default source a local file stands in for, and its config: ``<domain>/<split>.<ext>``,
+    ``<domain>/<split>/<config>.<ext>`` or ``tuning/<set>.<ext>``."""
+    data = _schema_data()
+    parts = Path(name).with_suffix("").parts
+    if parts[0] == "tuning":
+        return data["tuning"]["sets"][parts[1]], None
+    return data["domains"][parts[0]][parts[1]], parts[2] if len(parts) > 2 else None
+
+
+def write_standin_data(out_dir: Path, seed: int = 0, n: int = 40, real_rows: Path | None = None) -> dict[str, Path]:
     """Write small local files in each paper-A dataset's columns under ``out_dir`` (use it as data.local_dir).
 
-    ``n`` rows per training-side and validation file. Returns {relative name: path}.
+    ``n`` rows per training-side and validation file. With ``real_rows`` (a directory
+    ``grokpath real-rows`` filled), the benchmarks that have a real copy are the real rows:
+    ``commonsense/test/`` (CSQA validation) and ``domain/test/`` (MMLU college_chemistry test) as
+    ``save_to_disk`` directories, ``code/test.jsonl`` (HumanEval). Returns {relative name: path}.
     """
     out_dir, rng, written = Path(out_dir), random.Random(seed), {}
+    if real_rows is not None and not real_rows_ready(real_rows):
+        raise InputError(f"real_rows '{real_rows}' is not a complete real-rows directory (run scripts/fetch_real_rows.sh)")
 
     def put(name: str, rows: list[dict]) -> None:
         path = out_dir / name
+        spec, config = _default_source(name)
+        rows = conform(rows, load_fixture(fixture_name(spec)), config)  # the dataset's published columns
         (_write_parquet if name.endswith(".parquet") else _write_jsonl)(rows, path)
+        written[name] = path
+
+    def copy(name: str, source: Path) -> None:
+        path = out_dir / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if source.is_dir():
+            shutil.rmtree(path, ignore_errors=True)
+            shutil.copytree(source, path)
+        else:
+            shutil.copyfile(source, path)
         written[name] = path
 
     put("math/train.jsonl", _open_web_math(rng, n))
@@ -432,14 +478,23 @@ def write_standin_data(out_dir: Path, seed: int = 0, n: int = 40) -> dict[str, P
         put(f"math/test/{config}.jsonl", _math_test(rng, config, 3))
     put("code/train.jsonl", _starcoder(rng, n))
     put("code/validation.jsonl", _leetcode(rng, n))
-    put("code/test.jsonl", _humaneval())
+    if real_rows is None:
+        put("code/test.jsonl", _humaneval())
+    else:
+        copy("code/test.jsonl", Path(real_rows) / HUMANEVAL_FILE)
     put("commonsense/train.jsonl", _books(rng, n))
     put("commonsense/validation.jsonl", _flan(rng, n + n // 2))
-    put("commonsense/test.parquet", _csqa(rng, 20))
+    if real_rows is None:
+        put("commonsense/test.parquet", _csqa(rng, 20))
+    else:
+        copy("commonsense/test", Path(real_rows) / CSQA_DIR)
     put("domain/train.jsonl", _mediawiki(rng, 2 * n))
     put("domain/validation.jsonl", _bookshelves(rng, n))
-    put("domain/test.parquet", _mmlu(rng, 20))
+    if real_rows is None:
+        put("domain/test.parquet", _mmlu(rng, 20))
+    else:
+        copy("domain/test", Path(real_rows) / MMLU_DIR / "test")
     put("tuning/metamathqa.jsonl", _metamathqa(rng, n))
-    put("tuning/codealpaca.jsonl", _alpaca(rng, n, code=True))
-    put("tuning/alpaca-cleaned.jsonl", _alpaca(rng, n, code=False))
+    put("tuning/codealpaca.jsonl", _code_alpaca(n))
+    put("tuning/alpaca-cleaned.jsonl", _alpaca(rng, n))
     return written
