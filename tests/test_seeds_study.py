@@ -6,6 +6,8 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pytest
+import yaml
 
 from grokpath.config import validate
 from grokpath.seeds_study import SEED_TARGETS, TABLE1, seed_dir, snakemake_command, summary_markdown
@@ -76,3 +78,36 @@ def test_the_default_seed_is_the_default_workflow(tmp_path):
     assert seed_dir(tmp_path, 0, home) == Path("/repo")  # its results/ are the default run's
     assert seed_dir(tmp_path, 1, home) == tmp_path / "seed_1"
     assert seed_dir(tmp_path, 0) == tmp_path / "seed_0"
+
+
+@pytest.mark.e2e
+def test_gather_reads_the_pipelines_own_tables(smoke_run, tmp_path):
+    """One seed's rows from a real smoke run equal the pipeline's tables they come from."""
+    from conftest import REPO
+
+    from grokpath.config import deep_merge
+    from grokpath.io import read_metadata
+    from grokpath.seeds_study import gather
+
+    base = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+    cfg = validate(deep_merge(base, yaml.safe_load((REPO / "config" / "smoke.yaml").read_text())))
+    per_domain, checkpoints = gather(cfg, [0], tmp_path, home=(0, smoke_run))
+    results = smoke_run / "results"
+    onset = pd.read_csv(results / "tables" / "onset.csv").set_index("domain")
+    corr = pd.read_csv(results / "tables" / "correlations.csv").set_index(["domain", "metric"])
+    calibration = read_metadata(results / "metrics" / "memorization.parquet")["calibration"]
+    assert sorted(per_domain["domain"]) == sorted(cfg["domains"])
+    for row in per_domain.itertuples():
+        assert row.final_accuracy == onset.loc[row.domain, "final_accuracy"]
+        assert row.epsilon == calibration[row.domain]["epsilon"]
+        r = corr.loc[(row.domain, "pathway_distance"), "pearson"]
+        assert row.r_pathway_distance == r or (np.isnan(r) and np.isnan(row.r_pathway_distance))
+    curves = pd.read_parquet(results / "metrics" / "curves.parquet")
+    assert len(checkpoints) == len(curves)
+    merged = checkpoints.merge(curves, on=["domain", "step"], suffixes=("", "_curves"))
+    np.testing.assert_array_equal(merged["accuracy"], merged["accuracy_curves"])
+    first = checkpoints[checkpoints["step"] == checkpoints["step"].min()]
+    assert (first["drift_from_first"] == 0).all()  # every pathway equals itself at the first checkpoint
+    assert {f"distance_layer{i}" for i in range(cfg["pretrain"]["num_layers"])} <= set(checkpoints.columns)
+    assert (tmp_path / "seeds.csv").is_file() and (tmp_path / "checkpoints.csv").is_file()
+    assert (tmp_path / "summary.md").read_text().startswith("Seeds 0 ")

@@ -150,7 +150,9 @@ def seed_rows(cfg: dict, results: Path, seed: int) -> tuple[pd.DataFrame, pd.Dat
             "accuracy_half_step": row.accuracy_half_step,
             "epsilon": calibration.get(d, {}).get("epsilon", np.nan),
             "fraction_memorized": calibration.get(d, {}).get("fraction", np.nan),
-            "token_entropy_final": float(last.loc[d, "token_entropy"]) if d in last.index else np.nan,
+            "token_entropy_final": float(last.loc[d, "token_entropy"])
+            if d in last.index and "token_entropy" in last.columns
+            else np.nan,
         }
         for metric in TABLE1:
             r = corr[(corr["domain"] == d) & (corr["metric"] == metric)]
