@@ -112,12 +112,15 @@ def main() -> None:
     parser.add_argument(
         "--config", type=Path, action="append", default=[], help="config file(s) over config/config.yaml (e.g. the run's)"
     )
+    parser.add_argument("--domains", nargs="+", help="train and measure only these domains (screening probes)")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     overrides: dict = {}
     for extra in args.config:
         overrides = deep_merge(overrides, yaml.safe_load(extra.read_text()) or {})
     cfg = load(REPO / "config" / "config.yaml", deep_merge(overrides, parse_overrides(args.set)))
+    if args.domains:
+        cfg["domains"] = {d: cfg["domains"][d] for d in args.domains}
     cfg = json.loads(json.dumps(cfg, sort_keys=True))  # as the rules hand it over: domains train in sorted order
     torch.set_num_threads(cfg["pretrain"]["threads"])
     out = args.out

@@ -134,7 +134,7 @@ def test_bad_config_fails_early(world, tmp_path):
 def test_answer_loss_mask(world):
     tok = AutoTokenizer.from_pretrained(world / "tokenizer")
     rows = [{"text": "1 + 2 = 3\n", "prompt": "1 + 2 =", "target": " 3"}, {"text": "1 + 1 = 2\n"}]
-    # tokens: <bos> 1 ▁+ ▁2 ▁= ▁3 \n ; the second row has no prompt, so counts whole
+    # tokens: <bos> ▁1 ▁+ ▁2 ▁= ▁3 \n ; the second row has no prompt, so counts whole
     answer = encode(rows, tok, "answer")["loss_mask"].int().tolist()
     assert answer == [[0, 0, 0, 0, 0, 1, 1], [0, 1, 1, 1, 1, 1, 1]]
     assert encode(rows, tok, "all")["loss_mask"].int().tolist() == [[0, 1, 1, 1, 1, 1, 1]] * 2

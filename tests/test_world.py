@@ -104,6 +104,17 @@ def test_tokenizer_round_trip_and_bos(tmp_path):
     assert (tmp_path / "world" / "manifest.json").is_file()
 
 
+def test_a_word_is_one_token_wherever_it_stands(tmp_path):
+    """The first word of a text carries the same leading "▁" as every later word, so math's
+    two operands (and a number in any position of any domain) are one shared token each."""
+    build_world(world_cfg(), tmp_path / "world", tmp_path / "tok")
+    tok = AutoTokenizer.from_pretrained(tmp_path / "tok")
+    assert tok.convert_ids_to_tokens(tok("3 + 3 = 6\n")["input_ids"]) == ["<bos>", "▁3", "▁+", "▁3", "▁=", "▁6", "\n"]
+    assert tok.convert_ids_to_tokens(tok("print ( 3 * 5 % 7 ) # 1")["input_ids"])[1:4] == ["▁print", "▁(", "▁3"]
+    vocab = tok.get_vocab()
+    assert "3" not in vocab and "print" not in vocab  # no unprefixed twin of any word
+
+
 def test_bad_world_config_names_field():
     with pytest.raises(ValueError, match="train_fraction"):
         generate_world(world_cfg(train_fraction=0.95, validation_fraction=0.1)["world"], ["math"])

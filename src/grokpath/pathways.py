@@ -258,3 +258,49 @@ def routing_entropy(routing: np.ndarray) -> np.ndarray:
 
     routing = _check_routing(routing)
     return entropy(routing, axis=-1).mean(axis=1)
+
+
+def pathway_drift(frame, level: str = "char", workers: int = 1):
+    """What moves the pathway distance: drift from the start versus sharing between samples.
+
+    ``frame`` is the long pathway table (columns domain, split, step, sample_id, pathway;
+    one row per sample and checkpoint, as ``results/metrics/domains/<d>/pathways.parquet``).
+    One row per (domain, split, step) with:
+
+    - ``drift_from_first``: mean over samples of the edit distance between a sample's
+      pathway at this checkpoint and its own pathway at the domain's first checkpoint
+      (routing differentiating from its initial state; 0 at the first checkpoint);
+    - ``n_distinct``: distinct pathway strings among the samples (sharing: fewer means
+      more samples on the same route, hence a smaller mean pairwise distance);
+    - ``modal_share``: share of samples on the most common pathway;
+    - ``n_samples``.
+
+    Only samples present at the first checkpoint count towards ``drift_from_first``.
+    """
+    import pandas as pd
+
+    missing = {"domain", "split", "step", "sample_id", "pathway"} - set(frame.columns)
+    if missing:
+        raise ValueError(f"pathway_drift: frame lacks column(s) {sorted(missing)}")
+    rows = []
+    for (domain, split), part in frame.groupby(["domain", "split"], sort=True):
+        first_step = int(part["step"].min())
+        first = part.loc[part["step"] == first_step].set_index("sample_id")["pathway"]
+        for step, at in part.groupby("step", sort=True):
+            strings = at["pathway"].astype(str).tolist()
+            counts = at["pathway"].value_counts()
+            known = at.loc[at["sample_id"].isin(first.index)]
+            start = first.loc[known["sample_id"]].astype(str).tolist()
+            drift = _cpdist(as_level(known["pathway"].astype(str).tolist(), level), as_level(start, level), workers)
+            rows.append(
+                {
+                    "domain": domain,
+                    "split": split,
+                    "step": int(step),
+                    "drift_from_first": float(drift.mean()) if len(drift) else float("nan"),
+                    "n_distinct": int(len(counts)),
+                    "modal_share": float(counts.iloc[0] / len(strings)),
+                    "n_samples": len(strings),
+                }
+            )
+    return pd.DataFrame(rows)
