@@ -81,3 +81,33 @@ def tiny_moe(model_type: str, seed: int = 0, **overrides):
 
 def dense_layers(model_type: str) -> list[int]:
     return SPECS[model_type][3]
+
+
+def train_with_callback(
+    model,
+    train: list[dict],
+    callback,
+    output_dir,
+    *,
+    max_steps: int,
+    batch_size: int,
+    lr: float = 5e-5,
+    save_steps: int | None = 2,
+    **extra,
+):
+    """A few CPU steps of HF ``Trainer`` with ``callback``, saving every ``save_steps`` (None: no saves); no reports, no tqdm."""
+    from transformers import Trainer, TrainingArguments
+
+    saving = {"save_steps": save_steps} if save_steps else {"save_strategy": "no"}
+    args = TrainingArguments(
+        output_dir=str(output_dir),
+        max_steps=max_steps,
+        **saving,
+        per_device_train_batch_size=batch_size,
+        learning_rate=lr,
+        report_to=[],
+        use_cpu=True,
+        logging_steps=100,
+        disable_tqdm=True,
+    )
+    Trainer(model=model, args=args, train_dataset=train, callbacks=[callback], **extra).train()

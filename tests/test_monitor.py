@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 import torch
 from conftest import word_tokenizer
-from moe_zoo import VOCAB, tiny_moe
+from moe_zoo import VOCAB, tiny_moe, train_with_callback
 
 from grokpath.monitor import COLUMNS, PathwayMonitor, routing_entropies
 from grokpath.routing import find_routers
@@ -71,7 +71,7 @@ def test_monitor_rows_and_mode(tokenizer):
 
 
 def test_trainer_callback_rows_equal_direct_computation_on_saved_checkpoints(tokenizer, tmp_path):
-    from transformers import MixtralForCausalLM, Trainer, TrainingArguments
+    from transformers import MixtralForCausalLM
 
     from grokpath.callbacks import PathwayMonitorCallback
 
@@ -83,18 +83,7 @@ def test_trainer_callback_rows_equal_direct_computation_on_saved_checkpoints(tok
         train.append({"input_ids": torch.tensor(ids), "labels": torch.tensor(ids)})
     probes = {"algebra": probe_texts(10), "python": probe_texts(11)}
     callback = PathwayMonitorCallback(probes, tokenizer, tmp_path / "monitor")
-    args = TrainingArguments(
-        output_dir=str(tmp_path / "run"),
-        max_steps=4,
-        save_steps=2,
-        per_device_train_batch_size=8,
-        learning_rate=5e-3,
-        report_to=[],
-        use_cpu=True,
-        logging_steps=100,
-        disable_tqdm=True,
-    )
-    Trainer(model=model, args=args, train_dataset=train, callbacks=[callback]).train()
+    train_with_callback(model, train, callback, tmp_path / "run", max_steps=4, batch_size=8, lr=5e-3)
 
     recorded = pd.read_parquet(tmp_path / "monitor" / "monitor.parquet")
     assert (tmp_path / "monitor" / "monitor.png").stat().st_size > 0 and (tmp_path / "monitor" / "monitor.pdf").is_file()
@@ -110,24 +99,13 @@ def test_trainer_callback_rows_equal_direct_computation_on_saved_checkpoints(tok
 
 
 def test_trainer_callback_every_n_steps_without_saves(tokenizer, tmp_path):
-    from transformers import Trainer, TrainingArguments
-
     from grokpath.callbacks import PathwayMonitorCallback
 
     model = tiny_moe("qwen2_moe", pad_token_id=0, bos_token_id=1, eos_token_id=2)
     ids = [tokenizer(t)["input_ids"] for t in probe_texts(4, 16)]
     train = [{"input_ids": torch.tensor(i), "labels": torch.tensor(i)} for i in ids if len(i) == len(ids[0])]
     callback = PathwayMonitorCallback(probe_texts(5), tokenizer, tmp_path / "monitor", every_n_steps=2, figure=False)
-    args = TrainingArguments(
-        output_dir=str(tmp_path / "run"),
-        max_steps=5,
-        save_strategy="no",
-        per_device_train_batch_size=1,
-        report_to=[],
-        use_cpu=True,
-        disable_tqdm=True,
-    )
-    Trainer(model=model, args=args, train_dataset=train, callbacks=[callback]).train()
+    train_with_callback(model, train, callback, tmp_path / "run", max_steps=5, batch_size=1, save_steps=None)
     recorded = pd.read_parquet(tmp_path / "monitor" / "monitor.parquet")
     assert list(recorded["step"]) == [2, 4] and set(recorded["domain"]) == {"all"}
     assert not (tmp_path / "monitor" / "monitor.png").exists()

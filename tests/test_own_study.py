@@ -13,7 +13,7 @@ import pytest
 import torch
 import yaml
 from conftest import make_workdir, run_snakemake, word_tokenizer
-from moe_zoo import tiny_moe
+from moe_zoo import tiny_moe, train_with_callback
 
 from grokpath.io import read_metadata
 
@@ -41,8 +41,6 @@ def records(domain: str, split: str, n: int, rng) -> list[dict]:
 
 @pytest.fixture(scope="module")
 def study(tmp_path_factory):
-    from transformers import Trainer, TrainingArguments
-
     from grokpath.callbacks import PathwayMonitorCallback
 
     root = tmp_path_factory.mktemp("own_study")
@@ -70,18 +68,7 @@ def study(tmp_path_factory):
     train = [t for t in train if len(t["input_ids"]) == len(train[0]["input_ids"])] or train[:1]
     probes = {d: [r["text"] for r in map(json.loads, open(domains[d]["train"]))][:6] for d in domains}
     callback = PathwayMonitorCallback(probes, tokenizer, root / "monitor")
-    args = TrainingArguments(
-        output_dir=str(root / "run"),
-        max_steps=6,
-        save_steps=2,
-        per_device_train_batch_size=4,
-        learning_rate=1e-2,
-        report_to=[],
-        use_cpu=True,
-        disable_tqdm=True,
-        logging_steps=100,
-    )
-    Trainer(model=model, args=args, train_dataset=train, processing_class=tokenizer, callbacks=[callback]).train()
+    train_with_callback(model, train, callback, root / "run", max_steps=6, batch_size=4, lr=1e-2, processing_class=tokenizer)
 
     config = {
         "study": {"name": "algebra-python"},
