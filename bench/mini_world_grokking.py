@@ -121,7 +121,7 @@ def main() -> None:
     cfg = load(REPO / "config" / "config.yaml", deep_merge(overrides, parse_overrides(args.set)))
     if args.domains:
         cfg["domains"] = {d: cfg["domains"][d] for d in args.domains}
-    cfg = json.loads(json.dumps(cfg, sort_keys=True))  # as the rules hand it over: domains train in sorted order
+    cfg = json.loads(json.dumps(cfg))  # plain JSON types; domains keep the config's order, as the pretrain rule's
     torch.set_num_threads(cfg["pretrain"]["threads"])
     out = args.out
     if not args.eval_only:
