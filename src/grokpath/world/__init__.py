@@ -1,8 +1,10 @@
-"""The mini world: four small, seeded corpora standing in for the paper's domains.
+"""The mini world: small, seeded corpora standing in for the paper's domains, plus a null.
 
-Each domain (math, code, commonsense, domain) has a rule-based task whose
-test split can only be answered by applying the rule to unseen combinations,
-so a small MoE first memorizes train and, under weight decay, later generalizes.
+Each of math, code, commonsense and domain has a rule-based task whose test split
+can only be answered by applying the rule to unseen combinations, so a small MoE
+first memorizes train and, under weight decay, later generalizes. ``control`` has
+the same shape with random answers: it can only be memorized (test accuracy stays
+at chance), the null against which every metric is read.
 Output: ``<out>/<domain>/{train,validation,test}.jsonl``, ``<out>/manifest.json``
 and a word-level tokenizer directory.
 """
@@ -16,12 +18,12 @@ from pathlib import Path
 from grokpath.data import SPLITS
 from grokpath.io import atomic_dir, atomic_path, config_hash, write_json
 from grokpath.seeds import domain_rng
-from grokpath.world import chemistry, code, commonsense, math
+from grokpath.world import chemistry, code, commonsense, control, math
 from grokpath.world.tokenizer import build_tokenizer, save_tokenizer
 
 log = logging.getLogger(__name__)
 
-BUILDERS = {"math": math.build, "code": code.build, "commonsense": commonsense.build, "domain": chemistry.build}
+BUILDERS = {"math": math.build, "code": code.build, "commonsense": commonsense.build, "domain": chemistry.build, "control": control.build}
 
 __all__ = ["build_world", "generate_world", "BUILDERS"]
 
