@@ -1,0 +1,133 @@
+"""Levers on one full-batch pretraining step of the default mini world, measured side by side.
+
+Builds the default world (``config/config.yaml`` plus ``--set`` overrides) and model, then
+times one full-batch step (forward, backward and AdamW over every domain, as
+``grokpath.pretrain`` does it) under each variant, interleaved round-robin so that a
+change in the machine's speed hits every variant alike. Reports the median process CPU
+seconds per step, its ratio to the baseline, and, for ``torch.compile``, the one-off
+compile cost. Variants:
+
+- ``baseline``: the workflow's step (SDPA attention, AdamW's default CPU path);
+- ``eager-attention``: transformers' eager attention instead of SDPA (sequences of 7-14 tokens);
+- ``adamw-foreach`` / ``adamw-fused``: AdamW's multi-tensor and fused CPU kernels;
+- ``compile``, ``compile-max-autotune``: ``torch.compile`` of the model (default mode and
+  ``max-autotune-no-cudagraphs``);
+- ``threads-2``: the baseline on 2 intra-op threads (wall seconds, since CPU seconds add up over threads).
+
+Run (from the repo root):
+    nice -n 5 .venv/bin/python bench/pretrain_levers.py --steps 6
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from pathlib import Path
+
+import torch
+import yaml
+from transformers import OlmoeForCausalLM
+
+from grokpath.config import deep_merge, load
+from grokpath.pretrain import encode, model_config, parameter_groups, sequence_losses
+from grokpath.world import generate_world
+from grokpath.world.tokenizer import build_tokenizer
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def override(pairs: list[str]) -> dict:
+    out: dict = {}
+    for pair in pairs:
+        key, value = pair.split("=", 1)
+        node = out
+        *parents, leaf = key.split(".")
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[leaf] = yaml.safe_load(value)
+    return out
+
+
+def world_batches(cfg: dict):
+    domains = list(cfg["domains"])
+    corpus = generate_world(cfg["world"], domains)
+    tokenizer = build_tokenizer([r["text"] for splits in corpus.values() for rows in splits.values() for r in rows])
+    return tokenizer, {d: encode(corpus[d]["train"], tokenizer, cfg["pretrain"]["loss_on"]) for d in domains}
+
+
+class Variant:
+    def __init__(self, name: str, cfg: dict, tokenizer, attention="sdpa", optimizer=None, compile_mode=None, threads=1):
+        pre = cfg["pretrain"]
+        torch.manual_seed(pre["seed"])
+        config = model_config(pre, tokenizer)
+        config._attn_implementation = attention
+        self.name, self.threads, self.model = name, threads, OlmoeForCausalLM(config)
+        groups = parameter_groups(self.model, pre["weight_decay"], pre["no_weight_decay"])
+        self.optimizer = torch.optim.AdamW(groups, lr=pre["lr"], betas=(pre["beta1"], pre["beta2"]), **(optimizer or {}))
+        self.forward = self.model
+        self.compile_s = None
+        if compile_mode is not None:
+            self.forward = torch.compile(self.model, mode=compile_mode, dynamic=False)
+        self.cpu, self.wall = [], []
+
+    def step(self, batches: dict) -> None:
+        torch.set_num_threads(self.threads)
+        cpu, wall = time.process_time(), time.perf_counter()
+        self.optimizer.zero_grad(set_to_none=True)
+        for batch in batches.values():
+            losses, _, _ = sequence_losses(self.forward, batch)
+            (losses.mean() / len(batches)).backward()
+        self.optimizer.step()
+        cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
+        if self.compile_s is None and self.forward is not self.model:
+            self.compile_s = cpu  # the first step of a compiled model pays for compilation
+        else:
+            self.cpu.append(cpu)
+            self.wall.append(wall)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--steps", type=int, default=6, help="timed steps per variant (after one warm-up step)")
+    parser.add_argument("--set", action="append", default=[], help="config override, e.g. world.modulus=19")
+    parser.add_argument("--skip-compile", action="store_true")
+    args = parser.parse_args()
+    cfg = load(REPO / "config" / "config.yaml")
+    cfg = deep_merge(cfg, override(args.set))
+    tokenizer, batches = world_batches(cfg)
+    tokens = sum(int(b["attention_mask"].sum()) for b in batches.values())
+    texts = sum(len(b["input_ids"]) for b in batches.values())
+    variants = [
+        Variant("baseline", cfg, tokenizer),
+        Variant("eager-attention", cfg, tokenizer, attention="eager"),
+        Variant("adamw-foreach", cfg, tokenizer, optimizer={"foreach": True}),
+        Variant("adamw-fused", cfg, tokenizer, optimizer={"fused": True}),
+        Variant("threads-2", cfg, tokenizer, threads=2),
+    ]
+    if not args.skip_compile:
+        variants += [
+            Variant("compile", cfg, tokenizer, compile_mode="default"),
+            Variant("compile-max-autotune", cfg, tokenizer, compile_mode="max-autotune-no-cudagraphs"),
+        ]
+    for v in variants:  # warm-up (and compilation)
+        v.step(batches)
+    for _ in range(args.steps):
+        for v in variants:
+            v.step(batches)
+    base = variants[0]
+    print(f"world: {texts} training texts, {tokens} tokens per full-batch step; {args.steps} timed steps per variant")
+    print("| variant | CPU-s per step (median) | wall-s per step (median) | vs baseline | one-off compile CPU-s |")
+    print("|---|---|---|---|---|")
+    for v in variants:
+        cpu, wall = statistics.median(v.cpu), statistics.median(v.wall)
+        if v.threads > 1:
+            ratio = f"{statistics.median(base.wall) / wall:.2f}x faster (wall)"
+        else:
+            ratio = f"{statistics.median(base.cpu) / cpu:.2f}x faster (CPU)"
+        compiled = f"{v.compile_s:.1f}" if v.compile_s is not None else ""
+        print(f"| {v.name} | {cpu:.3f} | {wall:.3f} | {ratio} | {compiled} |")
+
+
+if __name__ == "__main__":
+    main()
