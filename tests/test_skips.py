@@ -11,6 +11,7 @@ import json
 import logging
 from pathlib import Path
 
+import numpy as np
 import pyarrow.parquet as pq
 import pytest
 from tokenizers import Tokenizer, models, pre_tokenizers
@@ -313,3 +314,178 @@ def test_mini_world_manifest_lists_every_reason_at_zero(tmp_path):
     for domain, splits in written["skipped"].items():
         assert set(splits) == {"train", "validation", "test"}
         assert all(counts == dict.fromkeys(SKIP_REASONS, 0) for counts in splits.values()), domain
+
+
+# ---- 7, 8. per-token records hold the experts the model dispatched ----
+
+
+def dispatched_experts(model, routers, input_ids, attention_mask):
+    """Per routed layer, the (N, k) experts and the router logits the model ran: captured where the MoE block hands
+    its picks to the experts (``self.experts(hidden_states, indices, weights)`` in PhiMoE and DeepSeek-V3)."""
+    import torch
+
+    picks, logits = {}, {}
+    handles = []
+    for layer, router in zip(routers.layers, routers.modules):
+        experts = model.model.layers[layer].mlp.experts
+        handles.append(
+            experts.register_forward_pre_hook(lambda _m, args, layer=layer: picks.__setitem__(layer, args[1].detach()))
+        )
+        handles.append(router.register_forward_hook(lambda _m, _a, out, layer=layer: logits.__setitem__(layer, out[0].detach())))
+    with torch.no_grad():
+        model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False)
+    for handle in handles:
+        handle.remove()
+    return picks, logits
+
+
+def per_token_records(model, input_ids, attention_mask, normalization):
+    from grokpath.traces import trace_pass
+
+    result = trace_pass(model, input_ids, attention_mask, normalization, per_token=True)
+    return result.token_expert_ids, result.token_weights  # (B, T, L, k)
+
+
+@pytest.mark.parametrize("normalization", ["softmax", "topk"])
+@pytest.mark.parametrize("model_type,overrides", [("phimoe", {"num_experts_per_tok": 3}), ("phimoe", {"num_experts_per_tok": 1})])
+def test_phimoe_records_the_two_experts_sparsemixer_dispatches(model_type, overrides, normalization):
+    import torch
+    from moe_zoo import VOCAB, tiny_moe
+
+    from grokpath.routing import find_routers
+
+    model = tiny_moe(model_type, **overrides)
+    routers = find_routers(model)
+    assert routers.top_k == 2  # not num_experts_per_tok
+    ids = torch.randint(0, VOCAB, (2, 7), generator=torch.Generator().manual_seed(1))
+    mask = torch.ones_like(ids)
+    picks, logits = dispatched_experts(model, routers, ids, mask)
+    token_ids, token_weights = per_token_records(model, ids, mask, normalization)
+    assert token_ids.shape == (2, 7, len(routers.layers), 2)
+    for j, layer in enumerate(routers.layers):
+        ran = picks[layer].view(2, 7, -1)
+        assert ran.shape[-1] == 2
+        assert torch.equal(token_ids[:, :, j].sort(-1).values, ran.sort(-1).values)
+        if normalization == "softmax":
+            probs = torch.softmax(logits[layer].float(), -1).view(2, 7, -1)
+            assert torch.allclose(token_weights[:, :, j], probs.gather(-1, token_ids[:, :, j]), atol=1e-6)
+        else:
+            assert torch.allclose(token_weights[:, :, j].sum(-1), torch.ones(2, 7), atol=1e-6)
+        assert (token_weights[:, :, j, 0] >= token_weights[:, :, j, 1]).all()  # heaviest first
+
+
+@pytest.mark.parametrize("normalization", ["softmax", "topk"])
+def test_deepseek_v3_records_the_biased_choice(normalization):
+    import torch
+    from moe_zoo import VOCAB, tiny_moe
+
+    from grokpath.routing import RoutingAccumulator, find_routers
+
+    model = tiny_moe("deepseek_v3")
+    routers = find_routers(model)
+    generator = torch.Generator().manual_seed(2)
+    with torch.no_grad():
+        for router in routers.modules:  # a trained checkpoint's load-balancing bias
+            router.e_score_correction_bias.copy_(torch.randn(routers.num_experts, generator=generator) * 2)
+    ids = torch.randint(0, VOCAB, (3, 9), generator=generator)
+    mask = torch.ones_like(ids)
+    picks, _ = dispatched_experts(model, routers, ids, mask)
+    token_ids, _ = per_token_records(model, ids, mask, normalization)
+    with RoutingAccumulator(model, mask, "softmax", keep=True) as routing, torch.no_grad():
+        model(input_ids=ids, attention_mask=mask, use_cache=False)
+    differing = 0
+    for j, layer in enumerate(routers.layers):
+        ran = picks[layer].view(3, 9, -1).sort(-1).values
+        assert torch.equal(token_ids[:, :, j].sort(-1).values, ran)
+        full_top = routing.kept[j][0].topk(routers.top_k, dim=-1).indices.sort(-1).values  # (B, T, k)
+        differing += int((full_top != ran).any(-1).sum())
+    assert differing >= 5  # the input exercises the case: the unbiased top-k is another set for these tokens
+
+
+# ---- 9, 10. the monitor and the callback check the model and the probes when they are built ----
+
+MONITOR_WORDS = [f"w{i}" for i in range(36)]
+
+
+@pytest.fixture(scope="module")
+def word_tok():
+    from conftest import word_tokenizer
+
+    return word_tokenizer(
+        ["<pad>", "<bos>", "<eos>", "<unk>", *MONITOR_WORDS], bos="<bos>", unk="<unk>", pad="<pad>", eos="<eos>"
+    )
+
+
+PROBES = {"algebra": ["w1 w2 w3 w4", "w5 w6 w7", "w8 w9 w10 w11 w12"], "python": ["w13 w14 w15", "w16 w17 w18 w19"]}
+
+
+def tiny_gpt2():
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    return GPT2LMHeadModel(GPT2Config(vocab_size=40, n_positions=32, n_embd=16, n_layer=2, n_head=2)).eval()
+
+
+def test_monitor_refuses_an_unknown_architecture_at_construction(word_tok):
+    from moe_zoo import tiny_moe
+
+    from grokpath.monitor import PathwayMonitor
+
+    with pytest.raises(ValueError) as err:
+        PathwayMonitor(tiny_gpt2(), PROBES, word_tok)
+    message = str(err.value)
+    assert "\n" not in message and "model_type 'gpt2'" in message and "router=" in message and "traces.router" not in message
+    # an MoE architecture whose every layer is dense
+    with pytest.raises(
+        ValueError, match=r"model_type 'qwen2_moe' .* has no MoE layer: no module '\*\.layers\.<i>\.mlp\.gate'.*router="
+    ):
+        PathwayMonitor(tiny_moe("qwen2_moe", mlp_only_layers=[0, 1, 2]), PROBES, word_tok)
+    # router= naming a path that is not there
+    with pytest.raises(ValueError, match=r"model_type 'gpt2' .* no module '\*\.layers\.<i>\.mlp\.router'"):
+        PathwayMonitor(tiny_gpt2(), PROBES, word_tok, router="mlp.router")
+
+
+def test_callback_refuses_the_model_before_the_first_step(word_tok, tmp_path):
+    from moe_zoo import train_with_callback
+
+    from grokpath.callbacks import PathwayMonitorCallback
+
+    with pytest.raises(ValueError, match=r"model_type 'gpt2'.*router="):
+        PathwayMonitorCallback(PROBES, word_tok, tmp_path / "a", model=tiny_gpt2())
+    callback = PathwayMonitorCallback(PROBES, word_tok, tmp_path / "b")  # no model yet: checked when training begins
+    rng = np.random.default_rng(0)
+    train = [{"input_ids": (ids := [1, *rng.integers(4, 40, 6).tolist()]), "labels": ids} for _ in range(8)]
+    with pytest.raises(ValueError, match=r"model_type 'gpt2'.*router="):
+        train_with_callback(tiny_gpt2(), train, callback, tmp_path / "run", max_steps=4, batch_size=2, save_steps=2)
+    assert not list((tmp_path / "run").glob("checkpoint-*"))  # stopped before the first save
+    assert not (tmp_path / "b" / "monitor.parquet").exists()
+
+
+def test_probes_of_a_broken_tokenizer_are_refused_naming_the_domain(word_tok, tmp_path):
+    from conftest import word_tokenizer
+    from moe_zoo import tiny_moe
+    from tokenizers import Tokenizer, models, processors
+    from transformers import PreTrainedTokenizerFast
+
+    from grokpath.callbacks import PathwayMonitorCallback
+    from grokpath.monitor import PathwayMonitor
+
+    model = tiny_moe("mixtral")
+    # no pre-tokenizer, no vocabulary: every probe is BOS + one unknown token
+    core = Tokenizer(models.WordLevel({"<pad>": 0, "<bos>": 1, "<unk>": 2}, unk_token="<unk>"))
+    core.post_processor = processors.TemplateProcessing(single="<bos> $A", special_tokens=[("<bos>", 1)])
+    single = PreTrainedTokenizerFast(tokenizer_object=core, bos_token="<bos>", unk_token="<unk>", pad_token="<pad>")
+    with pytest.raises(ValueError) as err:
+        PathwayMonitor(model, PROBES, single)
+    assert str(err.value).startswith("monitor probes of domain 'algebra': probe 0 tokenizes to 1 token(s) besides special ones")
+    with pytest.raises(ValueError, match=r"domain 'algebra': probe 0 tokenizes to 1 token"):
+        PathwayMonitorCallback(PROBES, single, tmp_path)
+    # a tokenizer that splits words but knows few of them: mostly the unknown token
+    few = word_tokenizer(["<pad>", "<bos>", "<eos>", "<unk>", "w1", "w13"], bos="<bos>", unk="<unk>", pad="<pad>", eos="<eos>")
+    with pytest.raises(ValueError, match=r"domain 'python': 86% of their tokens are the unknown token '<unk>'"):
+        PathwayMonitor(model, {"python": PROBES["python"]}, few)
+    # an empty probe
+    with pytest.raises(ValueError, match=r"domain 'python': probe 1 tokenizes to 0 token"):
+        PathwayMonitor(model, {"python": ["w1 w2", ""]}, word_tok)
+    # the probes the tokenizer knows give finite rows
+    rows = PathwayMonitor(model, PROBES, word_tok).measure(0)
+    assert [r["domain"] for r in rows] == ["algebra", "python"] and all(np.isfinite(r["probe_loss"]) for r in rows)
