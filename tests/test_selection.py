@@ -278,7 +278,10 @@ def test_seed_determinism(standin, tmp_path):
 def test_missing_column_and_missing_file_are_named(standin, tmp_path):
     cfg = make_cfg(standin)
     cfg["data"]["domains"]["math"]["train"]["text_fields"] = ["body"]
-    with pytest.raises(DataError, match=r"data\.domains\.math\.train: '.*math/train\.jsonl': 44 of 44 rows .* missing_text .* has no column 'body'"):
+    with pytest.raises(
+        DataError,
+        match=r"data\.domains\.math\.train: '.*math/train\.jsonl': 44 of 44 rows .* missing_text .* has no column 'body'",
+    ):
         select_domain(cfg, "math", tmp_path / "x", tmp_path / "x" / "m.parquet")
     cfg = make_cfg(standin, local_dir=str(tmp_path / "empty"))
     with pytest.raises(DataError, match=r"data\.domains\.math\.train: local file .*math/train"):

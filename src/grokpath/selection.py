@@ -10,18 +10,26 @@ streaming=True)``:
   parquet builder, through the same code (tests and the stand-in study run this way).
 
 Per row, in order: ``rename`` columns, apply the keyword ``filter``, format the record (the
-benchmark's own fields are kept for test sets), cut it into token windows when the source sets
-``windows`` (book-length documents), drop exact duplicates (sha256 of ``text``), skip a row whose
-source id was already kept (counted, never fatal: ids come from columns such as ``url`` that nothing
-makes unique), then keep the record when its length in tokens of ``data.tokenizer`` lies in
-[min_tokens, max_tokens] (for the ``window_splits``), until ``n`` records are kept. Train and
-validation sources are read through a seeded shuffle buffer; test sets in order.
+benchmark's own fields are kept for test sets), drop exact duplicates (sha256 of ``text``), skip a
+row whose source id was already kept (ids come from columns such as ``url`` that nothing makes
+unique), cut it into token windows when the source sets ``windows`` (book-length documents), then
+keep the record when its length in tokens of ``data.tokenizer`` (special tokens added, as the
+traces tokenize) lies in [min_tokens, max_tokens] (for the ``window_splits``), until ``n`` records
+are kept. Train and validation sources are read through a seeded shuffle buffer; test sets in order.
 
-Windows (``windows.max_per_document``): a document of ``N`` tokens holds ``N // max_tokens`` full
-windows of ``max_tokens`` tokens (one window, the whole text, when it is shorter); at most
-``max_per_document`` of them are kept, spread evenly over the document, so ``n`` samples come from at
-least ``n / max_per_document`` documents. A window's text is the exact character span of its tokens;
-its record id is ``<document id>@<token offset>``, and the manifest carries the document id and offset.
+Nothing read is lost: a row is a record or a skip under one reason of ``grokpath.data.SKIP_REASONS``
+(an unreadable JSON-lines line, a missing id or text, a blank prompt or target, an answer naming no
+choice, empty text, a duplicate, the length window), counted per reason in the manifest metadata
+and logged with its first example. Broken input beyond ``data.max_skipped_fraction`` of a source's
+rows stops the job with one line naming the file and the commonest reason.
+
+Windows (``windows.max_per_document``): a document of ``N`` tokens holds ``N // w`` full windows of
+``w = max_tokens −`` (the tokenizer's special tokens) tokens (one window, the whole text, when it is
+shorter); at most ``max_per_document`` of them are kept, spread evenly over the document, so ``n``
+samples come from at least ``n / max_per_document`` documents. A window's text is the exact character
+span of its tokens; re-tokenized alone it may come out longer, and then loses tokens at its end until
+it fits ``max_tokens``. Its record id is ``<document id>@<token offset>``, and the manifest carries the
+document id and offset.
 
 Outputs (docs/CONTRACTS.md, "Data stage"): ``<domain>/{train,validation,test_unfiltered}.jsonl`` and a
 manifest part per domain or tuning set, gathered into ``results/data/manifest.parquet``.
