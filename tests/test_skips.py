@@ -202,6 +202,27 @@ def test_undecodable_and_broken_lines_are_skipped_and_counted(tmp_path, tokenize
     assert_accounted(counts)
 
 
+def test_undecodable_line_in_a_gzipped_json_file_and_a_json_array(tmp_path, tokenizer):
+    """dolma's files are JSON lines named .json.gz; a .json file may also be one JSON array (read whole)."""
+    import gzip
+
+    local = tmp_path / "local" / "src"
+    local.mkdir(parents=True)
+    lines = [json.dumps({"id": "a", "text": WORDS}).encode(), b'{"id": "b", "text": "\xff ' + WORDS.encode() + b'"}']
+    lines.append(json.dumps({"id": "c", "text": WORDS + " c"}).encode())
+    (local / "books.json.gz").write_bytes(gzip.compress(b"\n".join(lines) + b"\n"))
+    (local / "array.json").write_text(json.dumps([{"id": "x", "text": WORDS}, {"id": "y", "text": WORDS + " y"}]))
+    cfg = data_cfg(tmp_path / "local", max_skipped_fraction=0.5)
+    for stem, want, undecodable in (("src/books.json.gz", ["a", "c"], 1), ("src/array.json", ["x", "y"], 0)):
+        spec = {"path": "json", "format": "text", "local": stem, "text_fields": ["text"], "id_field": "id"}
+        records, _, counts = select_source(
+            cfg, spec, domain="commonsense", split="train", n=None, tokenizer=tokenizer, local_stem=stem, label=stem,
+            sample_prefix="c", window=True, shuffle=False,
+        )  # fmt: skip
+        assert [r["sample_id"] for r in records] == [f"c-{i}" for i in want]
+        assert counts["undecodable"] == undecodable and counts["read"] == 3 - (stem == "src/array.json")
+
+
 # ---- 5. a row without the text column, where other rows have it ----
 
 

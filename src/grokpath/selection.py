@@ -293,6 +293,19 @@ class Stream:
     scratch: tempfile.TemporaryDirectory | None = None  # the readable lines of a file pyarrow refused
 
 
+def _json_lines(path: Path) -> bool:
+    """Whether a JSON file holds JSON lines: a ``.jsonl`` name, or a first line that is a JSON object on its own
+    (a ``.json`` file may also be one JSON document, which the json builder reads whole)."""
+    if ".jsonl" in path.suffixes:
+        return True
+    with (gzip.open if path.suffix == ".gz" else open)(path, "rb") as fh:
+        first = fh.readline(1 << 20)
+    try:
+        return isinstance(json.loads(first.decode("utf-8", errors="replace")), dict)
+    except json.JSONDecodeError:
+        return False
+
+
 def _jsonl_readable(path: Path) -> bool:
     """Whether pyarrow, the json builder's reader, reads every line of a JSON-lines file as UTF-8 JSON.
 
@@ -334,7 +347,7 @@ def _local_stream(path: Path, config: str | None, split: str, label: str) -> Str
     if path.is_dir():
         return Stream(config, revision, _saved_dataset(path, split, label), str(path))
     builder = _builder(path)
-    if builder == "json" and ".jsonl" in path.suffixes and not _jsonl_readable(path):
+    if builder == "json" and _json_lines(path) and not _jsonl_readable(path):
         # pyarrow refuses the file: read it line by line, keep the readable lines, count the rest
         scratch = tempfile.TemporaryDirectory(prefix="grokpath-jsonl-")
         readable = Path(scratch.name) / "readable.jsonl"
