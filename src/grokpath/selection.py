@@ -191,15 +191,22 @@ def format_record(fmt: str, row: dict, spec: dict, label: str) -> dict:
         }
         return {**rec, "text": rec["question"] + " " + _filled(texts[labels.index(key)], f"choices.text[{key}]")}
     if fmt == "mmlu":
-        choices = [str(c) for c in col("choices")]
+        choices = col("choices")
+        if not isinstance(choices, list):
+            raise Skipped("bad_answer", f"'choices' is {type(choices).__name__}, not a list")
+        choices = [str(c) for c in choices]
         try:
             answer = int(col("answer"))
         except (TypeError, ValueError):
             raise Skipped("bad_answer", f"answer {row['answer']!r} is not an index") from None
         if not 0 <= answer < len(choices):
             raise Skipped("bad_answer", f"answer {answer} is out of range for {len(choices)} choices")
-        rec = {"question": _filled(col("question"), "question"), "subject": str(col("subject")), "choices": choices}
-        rec["answer"] = answer
+        rec = {
+            "question": _filled(col("question"), "question"),
+            "subject": str(col("subject")),
+            "choices": choices,
+            "answer": answer,
+        }
         return {**rec, "text": rec["question"] + " " + _filled(choices[answer], f"choices[{answer}]")}
     if fmt == "instruction":
         rec = {
