@@ -15,7 +15,7 @@ from transformers import PreTrainedTokenizerFast
 
 from grokpath.cli import main
 from grokpath.config import validate
-from grokpath.data import DataError, read_split
+from grokpath.data import SKIP_REASONS, DataError, read_split
 from grokpath.io import read_metadata
 from grokpath.selection import (
     gather_manifest,
@@ -43,6 +43,13 @@ def standin(tmp_path_factory) -> dict:
     root = tmp_path_factory.mktemp("standin")
     write_standin_data(root / "local", seed=0, n=40)
     return {"local": root / "local", "tokenizer": whitespace_tokenizer(root / "tok")}
+
+
+def counts_of(**nonzero) -> dict:
+    """A source's counts: every skip reason 0 unless given, in the stage's key order."""
+    windows = {k: nonzero.pop(k) for k in ("documents", "windows") if k in nonzero}
+    base = {"read": 0, "filtered": 0, **dict.fromkeys(SKIP_REASONS, 0), "kept": 0, "beyond_n": 0}
+    return {**base, **nonzero, **windows}
 
 
 def make_cfg(standin, **data) -> dict:
@@ -75,7 +82,7 @@ def test_training_side_counts_dedup_and_length_window(selected):
     # each training-side file: 40 rows + one too long + one too short + 2 exact duplicates
     for domain in ("math", "code"):
         counts = selected["stats"][domain]["train"]
-        want = {"read": 44, "filtered": 0, "duplicates": 2, "duplicate_ids": 0, "too_short": 1, "too_long": 1, "kept": 40}
+        want = counts_of(read=44, duplicate_text=2, too_short=1, too_long=1, kept=40)
         assert counts == want, domain
         records = read_split(selected["out"] / domain / "train.jsonl")
         assert len(records) == 40
@@ -89,10 +96,7 @@ def test_books_are_cut_into_windows(selected):
     # 40 stand-in books of about 1,345 words (whitespace tokens) + one 2-word "book" + 2 exact
     # duplicates; max_tokens 400: 3 full windows per book (the tail is left), cap 4 keeps all 3
     counts = selected["stats"]["commonsense"]["train"]
-    assert counts == {
-        "read": 43, "filtered": 0, "duplicates": 2, "duplicate_ids": 0, "too_short": 1, "too_long": 0,
-        "kept": 120, "documents": 41, "windows": 121,
-    }  # fmt: skip
+    assert counts == counts_of(read=43, duplicate_text=2, too_short=1, kept=120, documents=41, windows=121)
     records = read_split(selected["out"] / "commonsense" / "train.jsonl")
     assert all(len(r["text"].split()) == 400 for r in records)
     manifest = pd.read_parquet(selected["out"] / "commonsense" / "manifest.parquet")
@@ -161,7 +165,7 @@ def test_repeated_source_id_is_skipped_and_counted(tmp_path, standin):
         tokenizer=PreTrainedTokenizerFast.from_pretrained(standin["tokenizer"]), local_stem="math/train",
         label="math", sample_prefix="math-train", window=True, shuffle=False,
     )  # fmt: skip
-    assert counts["duplicate_ids"] == 1 and counts["kept"] == 2
+    assert counts["duplicate_id"] == 1 and counts["kept"] == 2
     assert [r["text"][-1] for r in records] == ["a", "b"]  # the first row with the id is kept
 
 
@@ -169,7 +173,7 @@ def test_mediawiki_organic_chemistry_filter(selected):
     counts = selected["stats"]["domain"]["train"]
     # 80 pages, half about organic chemistry; the long and the short extra page both pass the
     # keyword filter and then fail the window; two duplicates of chemistry pages
-    assert counts == {"read": 84, "filtered": 40, "duplicates": 2, "duplicate_ids": 0, "too_short": 1, "too_long": 1, "kept": 40}
+    assert counts == counts_of(read=84, filtered=40, duplicate_text=2, too_short=1, too_long=1, kept=40)
     records = read_split(selected["out"] / "domain" / "train.jsonl")
     assert all("organic chemistry" in r["text"].lower() for r in records)
     assert all(r["sample_id"].startswith("domain-train-wiki-") for r in records)
@@ -231,7 +235,7 @@ def test_tuning_sets_fields(selected):
     assert code and all(r["input"] == "" and r["text"] == r["instruction"] + "\n" + r["output"] for r in code)
     assert code[0]["instruction"].startswith("Write a Python function") and code[0]["output"].startswith("def f(x):")
     counts = selected["stats"]["metamathqa"]
-    assert counts["kept"] + counts["duplicates"] == 40 and counts["kept"] == len(meta)
+    assert counts["kept"] + counts["duplicate_text"] == 40 and counts["kept"] == len(meta)
 
 
 def test_manifest_matches_files_and_hashes(selected, standin):
@@ -274,7 +278,10 @@ def test_seed_determinism(standin, tmp_path):
 def test_missing_column_and_missing_file_are_named(standin, tmp_path):
     cfg = make_cfg(standin)
     cfg["data"]["domains"]["math"]["train"]["text_fields"] = ["body"]
-    with pytest.raises(DataError, match=r"data\.domains\.math\.train: row .* has no column 'body'"):
+    with pytest.raises(
+        DataError,
+        match=r"data\.domains\.math\.train: '.*math/train\.jsonl': 44 of 44 rows .* missing_text .* has no column 'body'",
+    ):
         select_domain(cfg, "math", tmp_path / "x", tmp_path / "x" / "m.parquet")
     cfg = make_cfg(standin, local_dir=str(tmp_path / "empty"))
     with pytest.raises(DataError, match=r"data\.domains\.math\.train: local file .*math/train"):

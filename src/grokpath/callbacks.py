@@ -25,7 +25,8 @@ from pathlib import Path
 from transformers import TrainerCallback
 
 from grokpath.io import write_frame
-from grokpath.monitor import PathwayMonitor
+from grokpath.monitor import ROUTER_SETTING, PathwayMonitor, check_settings, tokenize_probes
+from grokpath.routing import check_model
 
 
 class PathwayMonitorCallback(TrainerCallback):
@@ -33,7 +34,11 @@ class PathwayMonitorCallback(TrainerCallback):
 
     ``probes``: domain -> texts, or one list of texts; ``settings``: as for
     :class:`~grokpath.monitor.PathwayMonitor` (threshold, routing_normalization, router, ...);
-    ``figure``: also write ``monitor.png``/``.pdf``.
+    ``figure``: also write ``monitor.png``/``.pdf``; ``model``: the model the Trainer will train.
+
+    Checked when built: the settings and the probes (with ``tokenizer``) here, the model here when
+    given and otherwise at ``on_train_begin``; an architecture grokpath cannot read, a model
+    without an MoE layer or probes the tokenizer cannot encode stop the run before its first step.
     """
 
     def __init__(
@@ -43,10 +48,15 @@ class PathwayMonitorCallback(TrainerCallback):
         out_dir: Path | str,
         every_n_steps: int | None = None,
         figure: bool = True,
+        model=None,
         **settings,
     ):
         if every_n_steps is not None and every_n_steps < 1:
             raise ValueError(f"every_n_steps must be a positive integer or None, got {every_n_steps}")
+        resolved = check_settings(settings)
+        tokenize_probes(probes, tokenizer, resolved["max_length"])
+        if model is not None:
+            check_model(model, resolved["router"], ROUTER_SETTING)
         self.probes, self.tokenizer, self.settings = probes, tokenizer, settings
         self.out_dir, self.every_n_steps, self.figure = Path(out_dir), every_n_steps, figure
         self.monitor: PathwayMonitor | None = None
@@ -70,6 +80,10 @@ class PathwayMonitorCallback(TrainerCallback):
             from grokpath.figures.monitor import monitor_figure
 
             save_figure(monitor_figure(frame), self.out_dir / "monitor.png")
+
+    def on_train_begin(self, args, state, control, model=None, **kwargs):
+        if model is not None and self.monitor is None:
+            self.monitor = PathwayMonitor(model, self.probes, self.tokenizer, **self.settings)
 
     def on_save(self, args, state, control, model=None, **kwargs):
         if self.every_n_steps is None:

@@ -20,6 +20,23 @@ SPLITS = ("train", "validation", "test")
 # pattern filled in per domain here.
 MINI_WORLD_SPLIT = "results/world/{domain}/{split}.jsonl"
 MINI_WORLD_TASK = "grokpath_{domain}"
+# Why the data stage (grokpath.selection) skips a row it read, in the order the checks run. Every
+# manifest counts each of them per domain and split, zeros included (the mini world skips nothing).
+SKIP_REASONS = {
+    "undecodable": "a JSON-lines line that is not UTF-8 JSON holding an object",
+    "missing_id": "no value in the source's id_field",
+    "missing_text": "no value in a column the record's format reads",
+    "blank_field": "a benchmark or tuning record whose prompt or target field is empty or whitespace",
+    "bad_answer": "an answer key or index that names none of the record's choices",
+    "empty_text": "text empty or whitespace only",
+    "duplicate_text": "text (sha256) already kept",
+    "duplicate_id": "source id already kept",
+    "too_short": "fewer than data.min_tokens tokens",
+    "too_long": "more than data.max_tokens tokens",
+}
+# the reasons that mean broken input rather than the stage's own choice (dedup, length window):
+# their share of the rows read is held to data.max_skipped_fraction
+BAD_INPUT_REASONS = ("undecodable", "missing_id", "missing_text", "blank_field", "bad_answer", "empty_text")
 
 
 class DataError(InputError):

@@ -23,7 +23,7 @@ import torch
 
 from grokpath.consistency import routing_consistency
 from grokpath.pathways import mean_pairwise_distance, pathway_strings
-from grokpath.routing import RoutingAccumulator, router_weights
+from grokpath.routing import RoutingAccumulator, check_model, router_weights
 from grokpath.traces import trace_pass
 
 COLUMNS = ["step", "domain", "pathway_distance", "consistency", "mean_cosine", "probe_loss", "token_entropy"]
@@ -36,6 +36,59 @@ DEFAULTS = {  # the schema's defaults of the settings the monitor reads (pathway
     "router": None,
     "max_length": None,
 }
+ROUTER_SETTING = "the keyword router="  # how a monitor user names the router path (traces.router in a config)
+MIN_PROBE_TOKENS = 2  # tokens besides special ones: a next-token loss needs at least one prediction
+MAX_UNKNOWN_SHARE = 0.5  # of a domain's probe tokens: more is a tokenizer that does not know the text
+
+
+def check_settings(settings: dict) -> dict:
+    """``DEFAULTS`` overridden by ``settings``; an unknown setting is one line naming it."""
+    unknown = set(settings) - set(DEFAULTS)
+    if unknown:
+        raise ValueError(f"unknown monitor setting '{sorted(unknown)[0]}'; known: {sorted(DEFAULTS)}")
+    return {**DEFAULTS, **settings}
+
+
+def tokenize_probes(probes: Mapping[str, Sequence[str]] | Sequence[str], tokenizer, max_length: int | None = None) -> dict:
+    """domain -> the padded batch of its probe texts (one list of texts: domain ``all``).
+
+    Refused with one line naming the domain: fewer than 2 probes (no pathway distance), a probe of
+    fewer than ``MIN_PROBE_TOKENS`` tokens besides special ones (its loss would be NaN), or probes
+    more than ``MAX_UNKNOWN_SHARE`` of whose tokens are the unknown token (the rows would measure the
+    tokenizer, not the model: one token for every text).
+    """
+    if isinstance(probes, str) or not isinstance(probes, Mapping):
+        probes = {"all": [probes] if isinstance(probes, str) else list(probes)}
+    if tokenizer.pad_token is None:
+        raise ValueError("the monitor's tokenizer has no pad token; set tokenizer.pad_token (e.g. to its eos token)")
+    special = set(tokenizer.all_special_ids) - {tokenizer.unk_token_id}
+    batches = {}
+    for domain, texts in probes.items():
+        if len(texts) < 2:
+            raise ValueError(f"monitor probes of domain '{domain}': {len(texts)} text(s); a pathway distance needs 2")
+        batch = tokenizer(
+            list(texts), padding=True, return_tensors="pt", truncation=max_length is not None, max_length=max_length
+        )
+        content = [
+            [t for t, real in zip(ids.tolist(), mask.tolist()) if real and t not in special]
+            for ids, mask in zip(batch["input_ids"], batch["attention_mask"])
+        ]
+        short = [i for i, ids in enumerate(content) if len(ids) < MIN_PROBE_TOKENS]
+        if short:
+            raise ValueError(
+                f"monitor probes of domain '{domain}': probe {short[0]} tokenizes to {len(content[short[0]])} token(s) "
+                f"besides special ones ({len(short)} of {len(content)} probes under {MIN_PROBE_TOKENS}); "
+                "is the tokenizer the model's, and the text not empty?"
+            )
+        n_unknown = sum(ids.count(tokenizer.unk_token_id) for ids in content) if tokenizer.unk_token_id is not None else 0
+        share = n_unknown / sum(map(len, content))
+        if share > MAX_UNKNOWN_SHARE:
+            raise ValueError(
+                f"monitor probes of domain '{domain}': {share:.0%} of their tokens are the unknown token "
+                f"'{tokenizer.unk_token}' (more than {MAX_UNKNOWN_SHARE:.0%}); is the tokenizer the model's?"
+            )
+        batches[domain] = batch
+    return batches
 
 
 def probe_indices(n_rows: int, n_probes: int, seed: int) -> np.ndarray:
@@ -64,26 +117,15 @@ class PathwayMonitor:
 
     ``probes``: domain -> texts, or one list of texts (domain ``all``). ``settings`` override
     ``DEFAULTS`` (pathway threshold, crossing rule, distance level, routing normalization,
-    consistency guard, router path, max tokens per probe).
+    consistency guard, router path, max tokens per probe). The model and the probes are checked
+    here, once: a model without readable routers (:func:`grokpath.routing.check_model`) or probes
+    the tokenizer cannot encode (:func:`tokenize_probes`) are one line, before any training.
     """
 
     def __init__(self, model, probes: Mapping[str, Sequence[str]] | Sequence[str], tokenizer, **settings):
-        unknown = set(settings) - set(DEFAULTS)
-        if unknown:
-            raise ValueError(f"unknown monitor setting '{sorted(unknown)[0]}'; known: {sorted(DEFAULTS)}")
-        self.model, self.settings = model, {**DEFAULTS, **settings}
-        if isinstance(probes, str) or not isinstance(probes, Mapping):
-            probes = {"all": [probes] if isinstance(probes, str) else list(probes)}
-        if tokenizer.pad_token is None:
-            raise ValueError("the monitor's tokenizer has no pad token; set tokenizer.pad_token (e.g. to its eos token)")
-        length = self.settings["max_length"]
-        self.probes = {}
-        for domain, texts in probes.items():
-            if len(texts) < 2:
-                raise ValueError(f"monitor probes of domain '{domain}': {len(texts)} text(s); a pathway distance needs 2")
-            self.probes[domain] = tokenizer(
-                list(texts), padding=True, return_tensors="pt", truncation=length is not None, max_length=length
-            )
+        self.model, self.settings = model, check_settings(settings)
+        check_model(model, self.settings["router"], ROUTER_SETTING)
+        self.probes = tokenize_probes(probes, tokenizer, self.settings["max_length"])
         self.rows: list[dict] = []
 
     @classmethod

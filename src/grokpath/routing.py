@@ -25,7 +25,9 @@ One :class:`Adapter` per architecture (``config.model_type``) of transformers 5.
                             .router``              top-k logits only)
   jetmoe                    ``mlp.router``         softmax of the logits (as GraniteMoE)
   phimoe                    ``mlp.router``         softmax of the logits (sparsemixer at inference picks the
-                                                   top-2 logits: the second after masking the first)
+                                                   top-2 logits: the second after masking the first; it
+                                                   dispatches 2 experts whatever ``num_experts_per_tok`` says,
+                                                   so top-k is 2)
   ========================  =====================  ===========================================================
 
   ``topk`` (the model's top-k renormalized) is, for every architecture, the weights the router
@@ -35,7 +37,8 @@ One :class:`Adapter` per architecture (``config.model_type``) of transformers 5.
   One known difference: DeepSeek-V3 picks experts by sigmoid score plus
   ``e_score_correction_bias`` but weights them by the unbiased score. With a non-zero bias
   (trained checkpoints) the top-k of the full distribution can differ from the picked experts;
-  ``topk`` is the model's routing exactly.
+  ``topk`` is the model's routing exactly. Per-token records (``per_token``) never take a top-k
+  of the distribution: they hold the experts the router dispatched, for every normalization.
 - the expert embeddings pathway consistency uses: the router's weight rows (K, d), one per
   routed expert. Shared experts (Qwen2-MoE's sigmoid-gated ``shared_expert``, DeepSeek's
   ``shared_experts``) have no router row and are not part of a pathway; JetMoE's attention
@@ -50,6 +53,7 @@ that reduce each layer's routing to per-sample sums on the model's device.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -154,6 +158,7 @@ class Adapter:
     read: Callable[[nn.Module, object], Routed] = _read_triple
     full: Callable[[nn.Module, torch.Tensor], torch.Tensor] = _softmax_full
     weight: str = "weight"  # attribute path of the (K, d) router matrix on the router module
+    dispatched: int | None = None  # experts per token the router always dispatches (else its top_k / the config's)
 
 
 ADAPTERS: dict[str, Adapter] = {
@@ -167,7 +172,9 @@ ADAPTERS: dict[str, Adapter] = {
         Adapter("deepseek_v3", "mlp.gate", full=_deepseek_v3_full),
         Adapter("granitemoe", "block_sparse_moe.router"),
         Adapter("jetmoe", "mlp.router", read=_read_jetmoe, weight="layer.weight"),
-        Adapter("phimoe", "mlp.router"),
+        # sparsemixer (transformers models/phimoe/modeling_phimoe.py) picks one expert, masks it and picks a
+        # second: PhimoeTopKRouter returns 2 experts per token and the block runs both, whatever top_k is
+        Adapter("phimoe", "mlp.router", dispatched=2),
     )
 }
 
@@ -194,7 +201,7 @@ def adapter_for(model: nn.Module, router: str | None = None) -> Adapter:
         top_k = top_k_of(model)
         return Adapter(model_type, router, read=lambda module, output: _read_generic(module, output, top_k))
     if router and router != adapter.path:
-        return Adapter(adapter.model_type, router, adapter.read, adapter.full, adapter.weight)
+        return dataclasses.replace(adapter, path=router)
     return adapter
 
 
@@ -247,8 +254,28 @@ def find_routers(model: nn.Module, router: str | None = None) -> Routers:
         layers=layers,
         dense_layers=sorted(set(range(n_layers)) - set(layers)),
         num_experts=int(_weight_of(modules[0], adapter.weight).shape[0]),
-        top_k=top_k_of(model, modules[0]),
+        top_k=adapter.dispatched or top_k_of(model, modules[0]),
     )
+
+
+def check_model(model: nn.Module, router: str | None = None, setting: str = "traces.router") -> Routers:
+    """The routers of ``model``, or one line naming its model_type and ``setting`` (the caller's name for the
+    router path: ``traces.router`` in a config, ``router=`` for the monitor) when grokpath cannot read them."""
+    model_type = model_type_of(model)
+    if model_type not in ADAPTERS and not router:
+        raise ValueError(
+            f"model_type '{model_type}' ({type(model).__name__}) has no router adapter in grokpath.routing "
+            f"(known: {', '.join(sorted(ADAPTERS))}); if it is a mixture of experts, set {setting} to its router's "
+            "path inside a decoder layer (e.g. 'mlp.gate') to read it with the generic softmax top-k reader"
+        )
+    path = router or ADAPTERS[model_type].path
+    pattern = re.compile(r"(?:^|\.)layers\.(\d+)\." + re.escape(path) + r"$")  # as find_routers looks
+    if not any(pattern.search(name) for name, _ in model.named_modules()):
+        raise ValueError(
+            f"model_type '{model_type}' ({type(model).__name__}) has no MoE layer: no module '*.layers.<i>.{path}'; "
+            f"set {setting} to its router's path inside a decoder layer if it has one elsewhere"
+        )
+    return find_routers(model, router)
 
 
 def find_gates(model: nn.Module, router: str | None = None) -> list[nn.Module]:
@@ -341,8 +368,13 @@ class RoutingAccumulator:
             dist = dist.view(-1, batch, length)  # (K, B, T)
             self.sums[layer] = (dist * self.mask).sum(-1).T
             if self.per_token:
-                values, indices = dist.topk(self.top_k, dim=0)  # (k, B, T)
-                self.token_ids[layer], self.token_weights[layer] = indices.permute(1, 2, 0), values.permute(1, 2, 0)
+                # the experts the router dispatched each token to (not a top-k of ``dist``, which differs for
+                # DeepSeek-V3's biased choice), with their weight in ``dist``, heaviest first
+                picked = routed.indices.reshape(-1, routed.indices.shape[-1]).T  # (k, N)
+                values, order = dist.view(dist.shape[0], -1).gather(0, picked).sort(dim=0, descending=True, stable=True)
+                indices = picked.gather(0, order)
+                self.token_ids[layer] = indices.view(-1, batch, length).permute(1, 2, 0)
+                self.token_weights[layer] = values.view(-1, batch, length).permute(1, 2, 0)
             if self.entropy:
                 full = (
                     dist

@@ -54,7 +54,7 @@ __all__ = ["NORMALIZATIONS", "RoutingAccumulator", "routing_weights"]  # re-expo
 class TraceBatch:
     loss: torch.Tensor  # (B,) float32, mean token NLL over real (or loss_mask) tokens
     routing: torch.Tensor  # (B, L, K) float32, token-mean routing weights over real tokens
-    token_expert_ids: torch.Tensor | None = None  # (B, T, L, top_k) int64, per-token top-k experts
+    token_expert_ids: torch.Tensor | None = None  # (B, T, L, top_k) int64, the experts each token was dispatched to
     token_weights: torch.Tensor | None = None  # (B, T, L, top_k) float32, their weights
     token_entropy: float | None = None  # mean per-token entropy (nats) of the full routing distribution
 

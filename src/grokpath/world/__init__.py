@@ -15,7 +15,7 @@ import json
 import logging
 from pathlib import Path
 
-from grokpath.data import SPLITS
+from grokpath.data import SKIP_REASONS, SPLITS
 from grokpath.io import atomic_dir, atomic_path, config_hash, write_json
 from grokpath.seeds import domain_rng
 from grokpath.world import chemistry, code, commonsense, control, math
@@ -60,6 +60,8 @@ def build_world(cfg: dict, out_dir: Path | str, tokenizer_dir: Path | str) -> di
         "vocab_size": len(tokenizer),
         "counts": {d: {s: len(rows) for s, rows in splits.items()} for d, splits in corpus.items()},
         "max_tokens": max(len(tokenizer(t)["input_ids"]) for t in texts),
+        # the data stage's skip reasons (grokpath.data.SKIP_REASONS): the generator writes every row it makes
+        "skipped": {d: {s: dict.fromkeys(SKIP_REASONS, 0) for s in splits} for d, splits in corpus.items()},
     }
     write_json(manifest, out_dir / "manifest.json")
     log.info("mini world: %s, vocab %d", manifest["counts"], manifest["vocab_size"])
