@@ -517,7 +517,7 @@ def controls_markdown(table: pd.DataFrame, checkpoints: pd.DataFrame, cfg: dict)
         f"partial r given log(step) [bootstrap {ci} CI, Table 1's metrics only] / r of first differences (Δmetric vs "
         "Δaccuracy), over Table 1's window. — : undefined (partial r and Δ-r need 4 checkpoints).",
         "",
-        "| metric | " + " | ".join(f"{d}{' (control)' if d == control else ''}" for d in domains) + " | verdict |",
+        "| metric | " + " | ".join(f"{d}{' (memorize-only)' if d == control else ''}" for d in domains) + " | verdict |",
         "|---|" + "---|" * len(domains) + "---|",
     ]
     for metric, label in METRICS.items():
