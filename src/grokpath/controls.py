@@ -77,12 +77,9 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
 from grokpath.bootstrap import percentile_ci
-from grokpath.correlations import (
-    METRICS as TABLE1_METRICS,
-)
+from grokpath.correlations import METRICS as TABLE1_METRICS
 from grokpath.correlations import (
     MIN_POINTS,
     bootstrap_series,
@@ -312,9 +309,7 @@ def checkpoint_decomposition(
     for part in groups.values():
         if len(part) < 2:
             continue  # no pair: no row in distances.parquet either
-        parts.append(
-            group_controls(part["pathway"].tolist(), part["entropy"].to_numpy(float), level, n_permutations, rng)
-        )
+        parts.append(group_controls(part["pathway"].tolist(), part["entropy"].to_numpy(float), level, n_permutations, rng))
         pairs.append(len(part) * (len(part) - 1) / 2)
         sizes.append(len(part))
     out = {"n_samples": int(sum(sizes)), "n_distance_groups": len(parts)}
@@ -353,7 +348,9 @@ def checkpoint_controls(
     controls = analysis["controls"]
     group, weighting, threshold = analysis["sample_group"], distance_weighting(cfg), resolve_threshold(cfg)
     level = section.get("level", "char")
-    require(samples, ["domain", "ckpt", "split", "sample_id", "pathway", "entropy", "memorized", "t_star_step"], "samples.parquet")
+    require(
+        samples, ["domain", "ckpt", "split", "sample_id", "pathway", "entropy", "memorized", "t_star_step"], "samples.parquet"
+    )
     require(cross, ["ckpt", "domain_a", "domain_b", "mean_distance", "n_pairs"], "cross_distances.parquet")
     pooled = main_distance_rows(distances, threshold)
     pooled = pooled[pooled["group"] == group].set_index(["domain", "ckpt"])["mean_distance"]
@@ -488,7 +485,7 @@ def controls_table(cfg: dict, curves: pd.DataFrame, checkpoints: pd.DataFrame, s
                 }
             )
     table = pd.DataFrame(rows)
-    for metric, part in table.groupby("metric", sort=False):
+    for _, part in table.groupby("metric", sort=False):
         r_time = dict(zip(part["domain"], part["r_time"]))
         change = dict(zip(part["domain"], part["change"]))
         text, reason = verdict(r_time, change, control, generalizing, analysis["controls"]["verdict"])
