@@ -166,7 +166,9 @@ def _tiny_study():
                 }
             )
     samples = pd.DataFrame(rows).astype({"t_star_step": "Int64"})
-    curves = pd.DataFrame({"domain": ["alpha", "beta"], "ckpt": "step10", "step": 10, "accuracy": [0.5, 0.1], "pathway_distance": [1.0, 2.0]})
+    curves = pd.DataFrame(
+        {"domain": ["alpha", "beta"], "ckpt": "step10", "step": 10, "accuracy": [0.5, 0.1], "pathway_distance": [1.0, 2.0]}
+    )
     distances = pd.DataFrame(
         {
             "ckpt": "step10",
@@ -226,3 +228,53 @@ def test_verdict_rule():
     assert verdict({"math": -0.9, "code": -0.8}, change, None, gen, RULE)[0] == UNDETERMINED
     assert verdict({"math": -0.9, "code": -0.8, "control": np.nan}, change, "control", gen, RULE)[0] == UNDETERMINED
     assert verdict({"control": -0.9}, change, "control", [], RULE)[0] == UNDETERMINED
+
+
+# ---------------------------------------------------------------- the end-of-run summary
+def test_run_summary_names_what_is_missing(tmp_path):
+    from grokpath.summary import REPORT_COMMAND, run_summary
+
+    text = run_summary(tmp_path / "results")  # nothing there: no exception, every missing file named
+    assert REPORT_COMMAND in text
+    for name in ("metrics/curves.parquet", "tables/controls.csv", "tables/correlations.md"):
+        assert f"missing: {tmp_path / 'results' / name}" in text
+
+
+def test_run_summary_per_domain_lines(tmp_path):
+    from grokpath.summary import run_summary
+
+    results = tmp_path / "results"
+    (results / "metrics").mkdir(parents=True)
+    (results / "tables").mkdir()
+    steps = [10, 20, 30, 40, 50]
+    curves = pd.DataFrame(
+        {
+            "domain": ["math"] * 5 + ["control"] * 5,
+            "step": steps * 2,
+            # math: loss settled from step 20, accuracy above half its final 0.9 at step 40: a gap of 2 checkpoints
+            "train_loss_all": [1.0, 0.01, 0.01, 0.01, 0.01] * 2,
+            "accuracy": [0.0, 0.0, 0.1, 0.8, 0.9] + [0.05] * 5,
+        }
+    )
+    curves.to_parquet(results / "metrics" / "curves.parquet")
+    pd.DataFrame(
+        {
+            "domain": ["math", "control", "math", "control"],
+            "metric": ["pathway_distance"] * 2 + ["consistency"] * 2,
+            "pearson": [-0.9, np.nan, 0.5, np.nan],
+            "partial": [-0.2, np.nan, 0.1, np.nan],
+            "verdict": [DOES_NOT_SEPARATE] * 2 + [SEPARATES] * 2,
+            "verdict_reason": ["same trend"] * 2 + ["control flat"] * 2,
+        }
+    ).to_csv(results / "tables" / "controls.csv", index=False)
+    text = run_summary(results, validate({}))
+    lines = text.splitlines()
+    math = next(line for line in lines if line.strip().startswith("math:"))
+    assert "final test accuracy 0.90" in math and "delayed generalization: yes (2 checkpoints" in math
+    assert "distance r -0.90, partial r -0.20" in math
+    control = next(line for line in lines if line.strip().startswith("control (memorize-only):"))
+    assert "final test accuracy 0.05" in control and "delayed generalization: no" in control
+    assert f"pathway distance: {DOES_NOT_SEPARATE} (same trend)" in text
+    assert "pathway consistency C_i: separates (control flat)" in text
+    assert "raw routing cosine: not in" in text
+    assert f"missing: {results / 'tables' / 'onset.csv'}" in text

@@ -23,7 +23,11 @@ TABLES = {
 }
 FIGURES = ["figures/paper_a/", "figures/paper_b/"]
 # the signals grokpath.monitor records during training, in controls.csv's metric names
-MONITOR_METRICS = {"pathway_distance": "pathway distance", "consistency": "pathway consistency C_i", "mean_cosine": "raw routing cosine"}
+MONITOR_METRICS = {
+    "pathway_distance": "pathway distance",
+    "consistency": "pathway consistency C_i",
+    "mean_cosine": "raw routing cosine",
+}
 
 
 def _read(path: Path, problems: list[str]) -> pd.DataFrame | None:
@@ -76,7 +80,9 @@ def run_summary(results_dir: Path | str = "results", cfg: dict | None = None) ->
     control = cfg["analysis"].get("controls", {}).get("control_domain")
     domains = sorted(set(delays) | (set(controls["domain"]) if controls is not None else set()))
     if domains:
-        lines.append("Per domain (delay: grokking_criterion on training loss and test accuracy; distance r with accuracy, and given log step):")
+        lines.append(
+            "Per domain (delay: grokking_criterion on training loss and test accuracy; distance r with accuracy, and given log step):"
+        )
     for domain in domains:
         parts = [f"  {domain}{' (memorize-only)' if domain == control else ''}:"]
         if domain in delays:
@@ -88,7 +94,9 @@ def run_summary(results_dir: Path | str = "results", cfg: dict | None = None) ->
             elif pd.isna(gap):
                 parts.append("delayed generalization: no (accuracy never above half its final value);")
             else:
-                parts.append(f"delayed generalization: no (gap {int(gap)} checkpoints, final accuracy {d['final_test_accuracy']:.2f});")
+                parts.append(
+                    f"delayed generalization: no (gap {int(gap)} checkpoints, final accuracy {d['final_test_accuracy']:.2f});"
+                )
         if controls is not None:
             row = controls[(controls["domain"] == domain) & (controls["metric"] == "pathway_distance")]
             if len(row):
