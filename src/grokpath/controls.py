@@ -59,13 +59,13 @@ The verdict (per metric, the same in each of its rows), with the rule
 domains are those other than the control domain (``analysis.controls.control_domain``)
 whose final test accuracy is above ``analysis.delay.min_final_accuracy``. Let t_G be the
 median of their ``r_time`` and t_C the control domain's; c_G the median of their
-\\|change\\| and c_C the control's. The metric
+|change| and c_C the control's. The metric
 
 - *does not separate generalization from memorization* when it moves in the control domain
-  as in the generalizing ones: sign t_C = sign t_G, \\|t_C\\| ≥ ρ and c_C ≥ κ·c_G;
-- *separates* when it trends in the generalizing domains (\\|t_G\\| ≥ ρ) and not so in control;
+  as in the generalizing ones: sign t_C = sign t_G, |t_C| ≥ ρ and c_C ≥ κ·c_G;
+- *separates* when it trends in the generalizing domains (|t_G| ≥ ρ) and not so in control;
 - is *undetermined* otherwise: no control domain, no generalizing domain, undefined in the
-  control domain, or no trend with time in the generalizing domains (\\|t_G\\| < ρ).
+  control domain, or no trend with time in the generalizing domains (|t_G| < ρ).
 
 log(step) itself always "does not separate": that row checks the rule.
 """
