@@ -47,3 +47,9 @@ rule all:
     input:
         ALL_TARGETS,
     default_target: True
+
+
+onsuccess:
+    from grokpath.summary import run_summary
+
+    print(run_summary("results", config))

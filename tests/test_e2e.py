@@ -78,5 +78,55 @@ def test_smoke_tables_figures_report(smoke_run):
     embedded = set(re.findall(r'"(results/[^"]+\.(?:png|csv))"\s*:\s*\{', report))
     assert embedded == {f"results/figures/{f}" for f in expected} | {
         "results/tables/correlations.csv",
+        "results/tables/controls.csv",
         "results/tables/onset.csv",
     }
+
+
+def test_smoke_controls_tables(smoke_run):
+    """tables/controls*.csv of the smoke run against Table 1, the curves and values recomputed here from samples.parquet."""
+    from grokpath.controls import METRICS, layer_sum_matrix, permute_layers
+
+    config = smoke_config()
+    results = smoke_run / "results"
+    controls = pd.read_csv(results / "tables" / "controls.csv")
+    per_ckpt = pd.read_csv(results / "tables" / "controls_checkpoints.csv")
+    curves = pd.read_parquet(results / "metrics" / "curves.parquet")
+    corr = pd.read_csv(results / "tables" / "correlations.csv")
+    assert set(controls["domain"]) == set(config["domains"]) and "control" in set(controls["domain"])
+    assert set(controls["metric"]) == set(METRICS)
+    assert controls.groupby("domain")["metric"].count().eq(len(METRICS)).all()
+    control = controls[controls["domain"] == "control"]
+    assert control["control_domain"].all() and not control["generalizes"].any()
+    # Table 1's metrics: the plain r over the window is Table 1's own number
+    both = controls.merge(corr, on=["domain", "metric"], suffixes=("", "_table1"))
+    np.testing.assert_allclose(both["pearson"], both["pearson_table1"], equal_nan=True)
+    # log(step) against accuracy over all checkpoints, by hand
+    for domain, c in curves.groupby("domain"):
+        t, a = np.log(c["step"].to_numpy(float)), c["accuracy"].to_numpy(float)
+        row = controls[(controls["domain"] == domain) & (controls["metric"] == "log_step")].iloc[0]
+        expected = np.corrcoef(t, a)[0, 1] if np.ptp(a) > 0 else np.nan
+        np.testing.assert_allclose(row["pearson_all"], expected, equal_nan=True)
+        assert np.isnan(row["partial_all"])  # time given time leaves nothing
+    # the decomposition: the plain distance is the curves' one; length and pooled within recomputed by hand
+    merged = per_ckpt.merge(curves, on=["domain", "ckpt"], suffixes=("", "_curves"))
+    assert len(merged) == len(curves)
+    np.testing.assert_allclose(merged["pathway_distance"], merged["pathway_distance_curves"], equal_nan=True)
+    samples = pd.read_parquet(results / "metrics" / "samples.parquet")
+    memorized = samples[(samples["split"] == "train") & samples["memorized"].fillna(False).astype(bool)]
+    distances = pd.read_parquet(results / "metrics" / "distances.parquet")
+    pooled = distances[(distances["group"] == "memorized") & (distances["layer"] == -1) & np.isclose(distances["threshold"], 0.7)]
+    for row in per_ckpt.itertuples():
+        at = memorized[(memorized["domain"] == row.domain) & (memorized["ckpt"] == row.ckpt)]
+        groups = [g["pathway"].str.len().mean() for _, g in at.groupby("t_star_step") if len(g) >= 2]
+        np.testing.assert_allclose(row.pathway_length, np.mean(groups) if groups else np.nan, equal_nan=True)
+        within = pooled[(pooled["domain"] == row.domain) & (pooled["ckpt"] == row.ckpt)]["mean_distance"]
+        np.testing.assert_allclose(row.within_pooled, within.iloc[0] if len(within) else np.nan, equal_nan=True)
+        if np.isfinite(row.additivity):  # one alignment of the joined strings is the layer-by-layer one
+            assert row.additivity <= 1 + 1e-12
+        strings = at["pathway"].tolist()
+        if len(strings) >= 2:  # the permutation property on the run's own pathways
+            before = layer_sum_matrix(strings).sum()
+            assert layer_sum_matrix(permute_layers(strings, np.random.default_rng(row.step))).sum() == before
+    text = (results / "tables" / "controls.md").read_text()
+    assert "control (memorize-only)" in text and "Verdict rule" in text

@@ -19,13 +19,14 @@ from grokpath.figures import PAPER_A_FIGURES, PAPER_B_FIGURES
 
 pytestmark = pytest.mark.e2e
 
-TABLES = ["results/tables/correlations.csv", "results/tables/onset.csv"]
+TABLES = ["results/tables/correlations.csv", "results/tables/controls.csv", "results/tables/onset.csv"]
 # every output the rules declare with report(...), and its caption file under workflow/report/
 DECLARED = {
     **{f"results/figures/paper_a/{name}.png": f"paper_a/{name}.rst" for name in [*PAPER_A_FIGURES, "fig08_theory"]},
     "results/figures/paper_a/fig00_monitor.png": "paper_a/monitor.rst",
     **{f"results/figures/paper_b/{name}.png": f"paper_b/{name}.rst" for name in PAPER_B_FIGURES},
     "results/tables/correlations.csv": "paper_a/table1_correlations.rst",
+    "results/tables/controls.csv": "paper_a/table_controls.rst",
     "results/tables/onset.csv": "paper_a/table_onset.rst",
 }
 

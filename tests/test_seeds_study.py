@@ -111,3 +111,12 @@ def test_gather_reads_the_pipelines_own_tables(smoke_run, tmp_path):
     assert {f"distance_layer{i}" for i in range(cfg["pretrain"]["num_layers"])} <= set(checkpoints.columns)
     assert (tmp_path / "seeds.csv").is_file() and (tmp_path / "checkpoints.csv").is_file()
     assert (tmp_path / "summary.md").read_text().startswith("Seeds 0 ")
+    # the controls across seeds: seed 0's rows are the run's own controls.csv
+    across = pd.read_csv(tmp_path / "controls.csv")
+    own = pd.read_csv(results / "tables" / "controls.csv")
+    assert (across["seed"] == 0).all() and len(across) == len(own)
+    np.testing.assert_array_equal(across["partial"], own["partial"])
+    distance = across[(across["metric"] == "pathway_distance") & ~across["control_domain"]]
+    summary = (tmp_path / "summary.md").read_text()
+    for row in distance.itertuples():
+        assert f"| pathway_distance | {row.domain} | s0: " in summary

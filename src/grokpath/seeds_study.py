@@ -21,7 +21,14 @@ default workflow reports for that seed:
   ``metrics/curves.parquet`` and ``metrics/distances.parquet`` through
   :func:`grokpath.curves.aggregate_distances`), and what moves the distance
   (:func:`grokpath.pathways.pathway_drift` on the training samples' pathways);
-- ``summary.md``: ranges over seeds, and which conclusions hold in every seed.
+- ``summary.md``: ranges over seeds, and which conclusions hold in every seed; then the
+  controls across seeds (:func:`controls_markdown`): per metric and domain, Table 1's r with
+  its CI in each seed, the partial r given log(step) and the first-difference r
+  (``tables/controls.csv``), the control domain's r, the verdicts, and whether the sign
+  of r holds in every seed;
+- ``controls.csv`` (every seed's ``tables/controls.csv`` with a seed column) and
+  ``controls_vs_accuracy.png``/``.pdf``: each metric against test accuracy, the
+  generalizing domains beside the control domain (:mod:`grokpath.figures.controls`).
 
 Run: ``python -m grokpath.seeds_study --cores 2`` (seeds from ``pretrain.seeds``, or
 ``--seeds 0 1 2``).
@@ -42,6 +49,7 @@ import yaml
 
 from grokpath.config import deep_merge, validate
 from grokpath.curves import aggregate_distances, distance_weighting, memorization_group_sizes, resolve_threshold
+from grokpath.figures.common import save_figure
 from grokpath.io import read_metadata, write_text
 from grokpath.pathways import pathway_drift
 from grokpath.samples import read_samples, read_table
@@ -54,8 +62,13 @@ SEED_TARGETS = [
     "results/tables/correlations.csv",
     "results/metrics/curves.parquet",
     "results/pretrain/monitor.parquet",
+    "results/tables/controls.csv",
+    "results/tables/controls_checkpoints.csv",
 ]
 TABLE1 = ["pathway_distance", "consistency", "mean_cosine", "train_loss"]
+# rows of the controls table across seeds: Table 1's metrics, then the distance's own controls
+CONTROL_ROWS = [*TABLE1, "distance_per_char", "within_minus_between"]
+FIGURE_METRICS = ["pathway_distance", "distance_per_char", "within_minus_between", "mean_cosine"]
 
 
 def seed_dir(out: Path | str, seed: int, home: tuple[int, Path] | None = None) -> Path:
@@ -246,6 +259,63 @@ def summary_markdown(per_domain: pd.DataFrame, checkpoints: pd.DataFrame, target
     return "\n".join(lines) + "\n"
 
 
+# ---------------------------------------------------------------- the controls across seeds
+def seed_controls(results: Path, seed: int) -> tuple[pd.DataFrame, pd.DataFrame] | None:
+    """(controls.csv with Table 1's CI columns joined, controls_checkpoints.csv) of one seed; None without them."""
+    paths = [results / "tables" / name for name in ("controls.csv", "controls_checkpoints.csv", "correlations.csv")]
+    missing = [p for p in paths if not p.is_file()]
+    if missing:
+        log.warning("seed %d: no %s; the controls across seeds leave this seed out", seed, missing[0])
+        return None
+    corr = pd.read_csv(paths[2])[["domain", "metric", "pearson_lo", "pearson_hi"]]
+    controls = pd.read_csv(paths[0]).merge(corr, on=["domain", "metric"], how="left").assign(seed=seed)
+    return controls, pd.read_csv(paths[1]).assign(seed=seed)
+
+
+def _sign(value: float) -> str:
+    return "" if not np.isfinite(value) else ("+" if value > 0 else "−")
+
+
+def _r_ci(row) -> str:
+    text = "n/a" if not np.isfinite(row.pearson) else f"{row.pearson:+.2f}"
+    if np.isfinite(row.pearson_lo) and np.isfinite(row.pearson_hi):
+        text += f" [{row.pearson_lo:+.2f}, {row.pearson_hi:+.2f}]"
+    return f"s{row.seed}: {text}"
+
+
+def controls_markdown(controls: pd.DataFrame) -> str:
+    """One table across seeds: per metric and (non-control) domain, r [CI] per seed and its controls."""
+    seeds = sorted(controls["seed"].unique())
+    control = controls.loc[controls["control_domain"].astype(bool), "domain"]
+    control = control.iloc[0] if len(control) else None
+    lines = [
+        f"Controls across seeds {', '.join(map(str, seeds))} (each seed's tables/controls.csv; docs/CONTROLS.md). "
+        "r: Table 1's Pearson r with test accuracy [bootstrap CI] per seed, over its sustained-rise window; partial r "
+        "given log(step) and r of first differences: min–max over seeds; control: the same r in the memorize-only "
+        f"domain ({control or 'none in this study'}); verdict: seeds per verdict; distance per character and "
+        "within − between are the distance's own controls, as rows. Sign holds: the sign of r is the same in every seed.",
+        "",
+        "| metric | domain | r [CI] per seed | partial r | Δ-r | control's r | verdict | sign holds |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for metric in CONTROL_ROWS:
+        rows = controls[controls["metric"] == metric]
+        if rows.empty:
+            continue
+        in_control = rows[rows["domain"] == control]["pearson"] if control else pd.Series(dtype=float)
+        verdicts = rows.drop_duplicates(["seed"])["verdict"].value_counts()
+        verdict_text = "; ".join(f"{v} {n}/{len(seeds)}" for v, n in verdicts.items())
+        for domain, g in rows[rows["domain"] != control].groupby("domain", sort=True):
+            g = g.sort_values("seed")
+            signs = {_sign(v) for v in g["pearson"]}
+            holds = "yes" if len(signs) == 1 and "" not in signs and len(g) == len(seeds) else "no"
+            lines.append(
+                f"| {metric} | {domain} | {'; '.join(_r_ci(r) for r in g.itertuples())} | {_range(g['partial'])} | "
+                f"{_range(g['diff'])} | {_range(in_control)} | {verdict_text} | {holds} |"
+            )
+    return "\n".join(lines) + "\n"
+
+
 def gather(cfg: dict, seeds: list[int], out: Path, home: tuple[int, Path] | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
     parts = [seed_rows(cfg, seed_dir(out, s, home) / "results", s) for s in seeds]
     per_domain = pd.concat([p[0] for p in parts], ignore_index=True)
@@ -254,7 +324,27 @@ def gather(cfg: dict, seeds: list[int], out: Path, home: tuple[int, Path] | None
     write_text(checkpoints.to_csv(index=False), out / "checkpoints.csv")
     k = cfg["pretrain"]["num_experts"]
     targets = {"min_accuracy": 0.8, "min_delayed": 3, "max_entropy": 0.7 * float(np.log(k))}
-    write_text(summary_markdown(per_domain, checkpoints, targets), out / "summary.md")
+    summary = summary_markdown(per_domain, checkpoints, targets)
+    found = [c for c in (seed_controls(seed_dir(out, s, home) / "results", s) for s in seeds) if c is not None]
+    if found:
+        controls = pd.concat([c[0] for c in found], ignore_index=True)
+        decomposition = pd.concat([c[1] for c in found], ignore_index=True)
+        write_text(controls.to_csv(index=False), out / "controls.csv")
+        summary += "\n" + controls_markdown(controls)
+        figure_data = checkpoints.merge(
+            decomposition[["seed", "domain", "step", *[m for m in FIGURE_METRICS if m not in checkpoints.columns]]],
+            on=["seed", "domain", "step"],
+            how="left",
+        )
+        from grokpath.figures.controls import metric_vs_accuracy
+
+        control = cfg["analysis"]["controls"]["control_domain"]
+        save_figure(
+            metric_vs_accuracy(figure_data, FIGURE_METRICS, control, cfg.get("figures")),
+            out / "controls_vs_accuracy.png",
+            cfg.get("figures"),
+        )
+    write_text(summary, out / "summary.md")
     return per_domain, checkpoints
 
 

@@ -1,5 +1,5 @@
 # analysis stage (paper A): one long per-sample table from the traces and metric tables,
-# the per-checkpoint curves, Table 1 with bootstrap CIs, the sustained-rise onset, paper A's
+# the per-checkpoint curves, Table 1 with bootstrap CIs and its controls, the sustained-rise onset, paper A's
 # figures, and the synthetic theory figure (fig 8).
 import os
 
@@ -70,6 +70,30 @@ rule correlations:
         runtime=res("correlations", "runtime"),
     log:
         "results/logs/correlations/all.log",
+    conda: "../../envs/plots.yaml"
+    script:
+        "../scripts/step.py"
+
+
+rule controls:
+    input:
+        curves_path="results/metrics/curves.parquet",
+        samples_path="results/metrics/samples.parquet",
+        distances_path="results/metrics/distances.parquet",
+        cross_distances_path="results/metrics/cross_distances.parquet",
+    output:
+        out_csv=report("results/tables/controls.csv", caption="../report/paper_a/table_controls.rst", category="Paper A", subcategory="analysis"),
+        out_md="results/tables/controls.md",
+        out_checkpoints="results/tables/controls_checkpoints.csv",
+    params:
+        call="grokpath.controls:write_controls",
+        cfg=cfg("analysis", "pathways"),
+    threads: res("controls", "threads")
+    resources:
+        mem_mb=res("controls", "mem_mb"),
+        runtime=res("controls", "runtime"),
+    log:
+        "results/logs/controls/all.log",
     conda: "../../envs/plots.yaml"
     script:
         "../scripts/step.py"
@@ -158,6 +182,9 @@ ALL_TARGETS += [
     "results/metrics/curves.parquet",
     "results/tables/correlations.csv",
     "results/tables/correlations.md",
+    "results/tables/controls.csv",
+    "results/tables/controls.md",
+    "results/tables/controls_checkpoints.csv",
     "results/tables/onset.csv",
     "results/metrics/theory.parquet",
     "results/figures/paper_a/fig08_theory.png",
