@@ -23,7 +23,13 @@ from grokpath.world.tokenizer import build_tokenizer, save_tokenizer
 
 log = logging.getLogger(__name__)
 
-BUILDERS = {"math": math.build, "code": code.build, "commonsense": commonsense.build, "domain": chemistry.build, "control": control.build}
+BUILDERS = {
+    "math": math.build,
+    "code": code.build,
+    "commonsense": commonsense.build,
+    "domain": chemistry.build,
+    "control": control.build,
+}
 
 __all__ = ["build_world", "generate_world", "BUILDERS"]
 
