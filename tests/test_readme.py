@@ -196,6 +196,7 @@ def test_configfile_check_catches_a_target_after_the_config():
 
 
 # ---- the commands ---------------------------------------------------------------------------
+# One after another: bootstrap.sh and the rehearsal rewrite .cache/real-rows, and two such writers at once fail.
 
 
 def test_quick_start_plans_the_whole_default_study(checkout):
