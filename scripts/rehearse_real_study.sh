@@ -54,5 +54,6 @@ export HF_HUB_OFFLINE=0 HF_DATASETS_OFFLINE=1 HF_HUB_DISABLE_TELEMETRY=1
 unset TRANSFORMERS_OFFLINE HF_TOKEN
 echo "stand-in hub at $HF_ENDPOINT (pid $HUB_PID); running the real study's DAG in $WORKDIR" >&2
 
-"$BIN/python" -m snakemake -s "$REPO/Snakefile" --directory "$WORKDIR" --cores "${CORES:-all}" \
-    --configfile "$REPO/config/olmoe.yaml" "$REPO/config/olmoe_standin.yaml" "$@"
+# Extra arguments (options or targets) go before --configfile, which takes every word after it as a file.
+"$BIN/python" -m snakemake -s "$REPO/Snakefile" --directory "$WORKDIR" --cores "${CORES:-all}" "$@" \
+    --configfile "$REPO/config/olmoe.yaml" "$REPO/config/olmoe_standin.yaml"
