@@ -136,6 +136,16 @@ def test_converted_gate_picks_the_native_routers_top_k(run, tmp_path):
     assert provenance["revision_sha"] == hashlib.sha256(f"model.safetensors {digest}\n".encode()).hexdigest()
 
 
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the CPU refusal")
+def test_validate_without_a_gpu_is_refused_in_one_line(run, tmp_path):
+    from grokpath.checkpoints import CheckpointError
+
+    root, _ = run
+    checkpoints = {"source": "olmo_core", "olmo_core": {"dir": str(root / "run"), "validate": True}}
+    with pytest.raises(CheckpointError, match=r"validate runs OLMo-core's MoE forward, which needs a GPU"):
+        convert_checkpoint(checkpoints, "step2", tmp_path / "step2")
+
+
 def test_a_missing_experiment_config_is_one_line_naming_the_checkpoint(run, tmp_path):
     import shutil
 

@@ -305,6 +305,12 @@ def convert_checkpoint(checkpoints: dict, ckpt: str, out_dir: Path | str, thread
     dtype = settings.get("dtype")
     if dtype is not None and dtype not in DTYPES:
         raise CheckpointError(f"checkpoints.olmo_core.dtype '{dtype}' is not one of {sorted(DTYPES)}")
+    validate = bool(settings.get("validate", False))
+    if validate and not torch.cuda.is_available():
+        raise CheckpointError(
+            "checkpoints.olmo_core.validate runs OLMo-core's MoE forward, which needs a GPU (Triton kernels); "
+            "set it to false on a CPU machine (the converted routers are checked either way)"
+        )
     with open(source / ".metadata.json") as fh:
         written_by = json.load(fh)
 
@@ -323,7 +329,7 @@ def convert_checkpoint(checkpoints: dict, ckpt: str, out_dir: Path | str, thread
                 dtype=DType(dtype) if dtype else None,
                 tokenizer_id=settings.get("tokenizer"),
                 max_sequence_length=settings.get("max_sequence_length"),
-                validate=bool(settings.get("validate", False)),
+                validate=validate,
             )
         except CheckpointError:
             raise
