@@ -24,7 +24,7 @@ stamp=".venv/.grokpath-$(sha256sum pyproject.toml | cut -c1-16)"
 if [ ! -f "$stamp" ]; then
   # torch is pinned (==2.13.0): pip takes the CPU build from this machine's disk, never a CUDA build.
   .venv/bin/python -m pip install --quiet --upgrade pip
-  .venv/bin/python -m pip install --quiet -e ".[test]"
+  .venv/bin/python -m pip install --quiet -e ".[test,olmo-core]"  # olmo-core: OLMo-core run directories (docs/OLMO_CORE.md)
   rm -f .venv/.grokpath-* && touch "$stamp"
 fi
 echo "grokpath environment ready: $(pwd)/.venv" >&2

@@ -4,6 +4,9 @@
 - ``local``: any directory of saved HF checkpoints (``checkpoints.local.dir``).
 - ``hf``: hub revisions such as ``step125000-tokens524B``, fetched into
   ``results/checkpoints/<revision>/`` by :func:`fetch_hf_checkpoint`.
+- ``olmo_core``: an OLMo-core save folder (``checkpoints.olmo_core.dir``) of ``stepN/``
+  checkpoints, each converted by OLMo-core's own conversion into ``results/checkpoints/stepN/``
+  (:func:`grokpath.olmo_core.convert_checkpoint`); from there on as any local source.
 
 Names (``<ckpt>``) are zero-padded steps for mini/local runs and the revision
 name for hub runs; :func:`checkpoint_names` is the single place that decides them,
@@ -45,7 +48,8 @@ log = logging.getLogger(__name__)
 REVISION_RE = re.compile(r"^step(?P<step>\d+)-tokens(?P<tokens>\d+)B$")
 LOCAL_RE = re.compile(r"^step(?P<step>\d+)$")
 TRAINER_RE = re.compile(r"^checkpoint-(?P<step>\d+)$")  # transformers Trainer's output_dir/checkpoint-<global step>
-# Where the pretrain rule (mini) and the fetch_checkpoint rule (hf) put checkpoints.
+SOURCES = ("mini", "local", "hf", "olmo_core")
+# Where the pretrain rule (mini), the fetch_checkpoint rule (hf) and the convert_checkpoint rule (olmo_core) put checkpoints.
 RESULTS_CHECKPOINTS = Path("results/checkpoints")
 PROVENANCE = "provenance.json"
 DTYPES = {"float32", "bfloat16", "float16"}
@@ -125,8 +129,12 @@ def checkpoint_names(config: dict) -> list[str]:
         names = list((checkpoints.get("hf") or {}).get("revisions") or [])
         if not names:
             raise CheckpointError("checkpoints.hf.revisions is empty: list the hub revisions to study")
+    elif source == "olmo_core":
+        from grokpath.olmo_core import discover_checkpoints, run_dir
+
+        names = list((checkpoints.get("olmo_core") or {}).get("names") or []) or discover_checkpoints(run_dir(checkpoints))
     else:
-        raise ValueError(f"checkpoints.source '{source}' is not one of mini, local, hf")
+        raise ValueError(f"checkpoints.source '{source}' is not one of {', '.join(SOURCES)}")
     if len(set(names)) != len(names):
         raise CheckpointError(f"checkpoints.{source}: duplicate checkpoint names in {names}")
     steps = {}
@@ -143,9 +151,9 @@ def checkpoint_dir(config: dict, ckpt: str) -> Path:
     source = config["checkpoints"]["source"]
     if source == "local":
         return _local_dir(config["checkpoints"]) / ckpt
-    if source in ("mini", "hf"):
+    if source in ("mini", "hf", "olmo_core"):
         return RESULTS_CHECKPOINTS / ckpt
-    raise ValueError(f"checkpoints.source '{source}' is not one of mini, local, hf")
+    raise ValueError(f"checkpoints.source '{source}' is not one of {', '.join(SOURCES)}")
 
 
 def read_provenance(directory: Path | str) -> dict:

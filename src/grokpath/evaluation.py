@@ -6,8 +6,10 @@ is a local task: its run-specific copy, with the test JSONL resolved to an absol
 path, is rendered into ``<out_dir>/tasks/`` before lm-eval runs. Any other name must
 be an lm-eval built-in task (real mode, e.g. ``mmlu_college_chemistry``).
 
-Two families of local tasks ship there: the mini world's ``grokpath_<domain>`` tasks
-(prompt/target exact match) and the benchmark tasks of the real study
+Local tasks shipped there: the generic ``grokpath_exact_match`` (prompt/target exact match on
+any domain: rendered once per domain as the leaf task ``grokpath_exact_match_<domain>`` reading
+that domain's test JSONL, so a study declares any number of domains without task YAML of its
+own), the mini world's ``grokpath_<domain>`` tasks (the same template) and the benchmark tasks of the real study
 (``grokpath_minerva_math``, ``grokpath_humaneval_plus``, ``grokpath_commonsense_qa``,
 ``grokpath_mmlu_college_chemistry``), which read our own filtered test JSONL and take
 the built-in tasks' prompt, extraction and metric from lm-eval's task code
@@ -49,6 +51,8 @@ log = logging.getLogger(__name__)
 
 DEFAULT_TASKS_DIR = REPO_ROOT / "workflow" / "tasks"
 DEFAULT_TASK = "grokpath_{domain}"  # as the domains schema default
+# The generic exact-match task: domains.<d>.task names it, each domain gets its own leaf task.
+GENERIC_TASK = "grokpath_exact_match"
 SAMPLE_COLUMNS = ["ckpt", "step", "revision_sha", "domain", "sample_id", "correct", "response", "target"]
 # fields every record of a local task's test JSONL needs unless the task's metadata.required_fields says
 DEFAULT_REQUIRED_FIELDS = ("sample_id", "prompt", "target")
@@ -86,11 +90,18 @@ def _function_modules(node: Any) -> set[str]:
     return set()
 
 
+def generic_task_name(domain: str) -> str:
+    """The leaf task of ``domain`` under the generic exact-match task."""
+    return f"{GENERIC_TASK}_{domain}"
+
+
 def domain_tasks(domains: dict) -> dict[str, str]:
-    """domain -> lm-eval task name (``domains.<d>.task`` with ``{domain}`` filled in)."""
+    """domain -> lm-eval task name (``domains.<d>.task`` with ``{domain}`` filled in; the generic
+    ``grokpath_exact_match`` becomes the domain's own ``grokpath_exact_match_<domain>``)."""
     if not domains:
         raise ValueError("config section 'domains' is empty: nothing to evaluate")
     tasks = {domain: ((spec or {}).get("task") or DEFAULT_TASK).format(domain=domain) for domain, spec in domains.items()}
+    tasks = {domain: generic_task_name(domain) if task == GENERIC_TASK else task for domain, task in tasks.items()}
     seen: dict[str, str] = {}
     for domain, task in tasks.items():
         if task in seen:
@@ -100,9 +111,15 @@ def domain_tasks(domains: dict) -> dict[str, str]:
 
 
 def local_task_yaml(tasks_dir: Path | str, task: str) -> Path | None:
-    """The shipped YAML of a local task, or None for an lm-eval built-in task."""
+    """The shipped YAML of a local task (a domain's generic leaf task: the generic task's), or None
+    for an lm-eval built-in task."""
     path = Path(tasks_dir) / f"{task}.yaml"
-    return path if path.is_file() else None
+    if path.is_file():
+        return path
+    generic = Path(tasks_dir) / f"{GENERIC_TASK}.yaml"
+    if task.startswith(f"{GENERIC_TASK}_") and generic.is_file():
+        return generic
+    return None
 
 
 def task_yaml_files(task_yaml: Path | str) -> list[Path]:

@@ -28,6 +28,11 @@ One :class:`Adapter` per architecture (``config.model_type``) of transformers 5.
                                                    top-2 logits: the second after masking the first; it
                                                    dispatches 2 experts whatever ``num_experts_per_tok`` says,
                                                    so top-k is 2)
+  flex_olmo                 ``mlp.gate``           softmax of the logits (OLMo-core's MoE models in HF format)
+  olmo_core                 ``feed_forward_moe     OLMo-core's native ``MoELinearRouter`` (a model wrapped in
+                            .router``              ``grokpath.olmo_core.OLMoCoreCausalLM``): softmax, or its
+                                                   sigmoid scores normalized to 1; logits recomputed from the
+                                                   router's input (its output has none)
   ========================  =====================  ===========================================================
 
   ``topk`` (the model's top-k renormalized) is, for every architecture, the weights the router
@@ -53,10 +58,9 @@ that reduce each layer's routing to per-sample sums on the model's device.
 
 from __future__ import annotations
 
-import dataclasses
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
@@ -149,6 +153,13 @@ def _deepseek_v3_full(module: nn.Module, logits: torch.Tensor) -> torch.Tensor:
     return (scores / scores.sum(-1, keepdim=True)).T
 
 
+def _olmo_core():
+    """grokpath.olmo_core, imported when an OLMo-core model is read (it imports this module)."""
+    from grokpath import olmo_core
+
+    return olmo_core
+
+
 @dataclass(frozen=True)
 class Adapter:
     """How grokpath reads the routers of one architecture (see the module docstring)."""
@@ -157,8 +168,9 @@ class Adapter:
     path: str  # router module inside decoder layer i: *.layers.<i>.<path>
     read: Callable[[nn.Module, object], Routed] = _read_triple
     full: Callable[[nn.Module, torch.Tensor], torch.Tensor] = _softmax_full
-    weight: str = "weight"  # attribute path of the (K, d) router matrix on the router module
+    weight: str | Callable[[nn.Module], torch.Tensor] = "weight"  # attribute path of the (K, d) router matrix, or a function
     dispatched: int | None = None  # experts per token the router always dispatches (else its top_k / the config's)
+    reads_input: bool = False  # read() gets (inputs, output): for routers whose output has no logits
 
 
 ADAPTERS: dict[str, Adapter] = {
@@ -175,6 +187,15 @@ ADAPTERS: dict[str, Adapter] = {
         # sparsemixer (transformers models/phimoe/modeling_phimoe.py) picks one expert, masks it and picks a
         # second: PhimoeTopKRouter returns 2 experts per token and the block runs both, whatever top_k is
         Adapter("phimoe", "mlp.router", dispatched=2),
+        Adapter("flex_olmo", "mlp.gate"),
+        Adapter(
+            "olmo_core",
+            "feed_forward_moe.router",
+            read=lambda module, packed: _olmo_core().read_router(module, packed),
+            full=lambda module, logits: _olmo_core().full_distribution(module, logits),
+            weight=lambda module: _olmo_core().router_weight(module),
+            reads_input=True,
+        ),
     )
 }
 
@@ -201,7 +222,7 @@ def adapter_for(model: nn.Module, router: str | None = None) -> Adapter:
         top_k = top_k_of(model)
         return Adapter(model_type, router, read=lambda module, output: _read_generic(module, output, top_k))
     if router and router != adapter.path:
-        return dataclasses.replace(adapter, path=router)
+        return replace(adapter, path=router)
     return adapter
 
 
@@ -225,7 +246,9 @@ class Routers:
         }
 
 
-def _weight_of(module: nn.Module, attr: str) -> torch.Tensor:
+def _weight_of(module: nn.Module, attr) -> torch.Tensor:
+    if callable(attr):
+        return attr(module)
     value = module
     for part in attr.split("."):
         value = getattr(value, part)
@@ -363,6 +386,8 @@ class RoutingAccumulator:
 
     def _hook(self, layer: int):
         def hook(module, inputs, output):
+            if self.routers.adapter.reads_input:
+                output = (inputs, output)
             batch, length = self.mask.shape
             dist, routed = distribution(self.routers, module, output, self.normalization)
             dist = dist.view(-1, batch, length)  # (K, B, T)

@@ -4,19 +4,17 @@
 import os
 
 from grokpath.data import split_path
-from grokpath.evaluation import domain_tasks, task_yaml_files
+from grokpath.evaluation import domain_tasks, local_task_yaml, task_yaml_files
 from grokpath.tuning import tuning_data_path, tuning_sets
 
 EVAL_TASKS_DIR = os.path.normpath(os.path.join(workflow.current_basedir, "..", "tasks"))
 EVAL_TASKS = domain_tasks(config["domains"])
-# domains whose task ships in workflow/tasks read their test JSONL; others are lm-eval built-ins
-EVAL_TESTS = {
-    domain: split_path(config["domains"], domain, "test")
-    for domain, task in EVAL_TASKS.items()
-    if os.path.isfile(os.path.join(EVAL_TASKS_DIR, f"{task}.yaml"))
-}
+# domains whose task ships in workflow/tasks (the generic grokpath_exact_match included) read their
+# test JSONL; others are lm-eval built-ins
+EVAL_LOCAL_YAMLS = {domain: local_task_yaml(EVAL_TASKS_DIR, task) for domain, task in EVAL_TASKS.items()}
+EVAL_TESTS = {domain: split_path(config["domains"], domain, "test") for domain, y in EVAL_LOCAL_YAMLS.items() if y is not None}
 EVAL_TASK_YAMLS = sorted(  # the local tasks' YAMLs, the templates they include, the modules they name
-    {str(f) for d in EVAL_TESTS for f in task_yaml_files(os.path.join(EVAL_TASKS_DIR, f"{EVAL_TASKS[d]}.yaml"))}
+    {str(f) for d in EVAL_TESTS for f in task_yaml_files(EVAL_LOCAL_YAMLS[d])}
 )
 TUNING = config["evaluation"]["tuning"]
 TUNING_SETS = tuning_sets(config["evaluation"], config["domains"]) if TUNING == "lora" else {}

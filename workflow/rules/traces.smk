@@ -31,6 +31,32 @@ if config["checkpoints"]["source"] == "hf":
             "../scripts/step.py"
 
 
+if config["checkpoints"]["source"] == "olmo_core":
+    # OLMo-core's own conversion of each step<N>/ checkpoint (model_and_optim/ + config.json) to HF format.
+    from grokpath.olmo_core import CHECKPOINT_FILES, EXPERIMENT_CONFIG, checkpoint_source_dir
+
+    rule convert_checkpoint:
+        input:
+            source=lambda wildcards: [
+                str(checkpoint_source_dir(config["checkpoints"], wildcards.ckpt) / name)
+                for name in (*CHECKPOINT_FILES, EXPERIMENT_CONFIG)
+            ],
+        output:
+            out_dir=directory("results/checkpoints/{ckpt}"),
+        params:
+            call="grokpath.olmo_core:convert_checkpoint",
+            checkpoints=section("checkpoints"),
+        threads: res("convert_checkpoint", "threads")
+        resources:
+            mem_mb=res("convert_checkpoint", "mem_mb"),
+            runtime=res("convert_checkpoint", "runtime"),
+        log:
+            "results/logs/convert_checkpoint/{ckpt}.log",
+        conda: "../../envs/torch.yaml"
+        script:
+            "../scripts/step.py"
+
+
 rule traces:
     input:
         checkpoint_dir=checkpoint_dir,
