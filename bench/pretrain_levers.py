@@ -26,7 +26,7 @@ import time
 from pathlib import Path
 
 import torch
-import yaml
+from mini_world_grokking import parse_overrides  # bench/ is on sys.path when run as a script
 from transformers import OlmoeForCausalLM
 
 from grokpath.config import deep_merge, load
@@ -35,18 +35,6 @@ from grokpath.world import generate_world
 from grokpath.world.tokenizer import build_tokenizer
 
 REPO = Path(__file__).resolve().parents[1]
-
-
-def override(pairs: list[str]) -> dict:
-    out: dict = {}
-    for pair in pairs:
-        key, value = pair.split("=", 1)
-        node = out
-        *parents, leaf = key.split(".")
-        for part in parents:
-            node = node.setdefault(part, {})
-        node[leaf] = yaml.safe_load(value)
-    return out
 
 
 def world_batches(cfg: dict):
@@ -94,7 +82,7 @@ def main() -> None:
     parser.add_argument("--skip-compile", action="store_true")
     args = parser.parse_args()
     cfg = load(REPO / "config" / "config.yaml")
-    cfg = deep_merge(cfg, override(args.set))
+    cfg = deep_merge(cfg, parse_overrides(args.set))
     tokenizer, batches = world_batches(cfg)
     tokens = sum(int(b["attention_mask"].sum()) for b in batches.values())
     texts = sum(len(b["input_ids"]) for b in batches.values())

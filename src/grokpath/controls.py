@@ -87,6 +87,7 @@ from grokpath.correlations import (
     correlate,
     distance_matrix,
     rowwise_pearson,
+    window_cells,
 )
 from grokpath.curves import (
     DISTANCE_COLUMNS,
@@ -527,12 +528,7 @@ def controls_markdown(table: pd.DataFrame, checkpoints: pd.DataFrame, cfg: dict)
             ci_text = f" [{_fmt(r.partial_lo)}, {_fmt(r.partial_hi)}]" if np.isfinite(r.partial_lo) else ""
             cells.append(f"{_fmt(r.pearson)} / {_fmt(r.partial)}{ci_text} / {_fmt(r['diff'])}")
         lines.append(f"| {label} | " + " | ".join(cells) + f" | {part['verdict'].iloc[0]} |")
-    window = []
-    for d in domains:
-        r = table[table["domain"] == d].iloc[0]
-        mark = "" if r.restricted else " (no sustained-rise window: all checkpoints)"
-        window.append(f"from step {int(r.window_start_step)}, n = {int(r.n_window)}{mark}")
-    lines.append("| checkpoints | " + " | ".join(window) + " | |")
+    lines.append("| checkpoints | " + " | ".join(window_cells(table, domains, "n_window")) + " | |")
 
     lines += [
         "",

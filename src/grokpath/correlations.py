@@ -315,13 +315,18 @@ def correlations_markdown(table: pd.DataFrame, cfg: dict) -> str:
                 f"{_fmt(r.spearman)} [{_fmt(r.spearman_lo, 2)}, {_fmt(r.spearman_hi, 2)}]"
             )
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
-    window = []
+    lines.append("| checkpoints | " + " | ".join(window_cells(table, domains, "n_checkpoints")) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def window_cells(table: pd.DataFrame, domains: list[str], n_column: str) -> list[str]:
+    """One Markdown cell per domain: where its correlation window starts and how many checkpoints it holds."""
+    cells = []
     for domain in domains:
         r = table[table["domain"] == domain].iloc[0]
         mark = "" if r.restricted else " (no sustained-rise window: all checkpoints)"
-        window.append(f"from step {int(r.window_start_step)}, n = {int(r.n_checkpoints)}{mark}")
-    lines.append("| checkpoints | " + " | ".join(window) + " |")
-    return "\n".join(lines) + "\n"
+        cells.append(f"from step {int(r.window_start_step)}, n = {int(r[n_column])}{mark}")
+    return cells
 
 
 def write_correlations(
