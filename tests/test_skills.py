@@ -321,3 +321,12 @@ def test_skills_study_dry_run_has_the_pair_test(tmp_path):
 def test_default_study_dry_run_has_no_pair_test(tmp_path):
     out = _dry_run(tmp_path, REPO / "config" / "config.yaml")
     assert "skill_pairs" not in out
+
+
+def test_seeds_study_runs_the_pair_test_only_for_the_skills_world():
+    from grokpath.seeds_study import skill_targets
+
+    skills_cfg = validate(yaml.safe_load(SKILLS_CONFIG.read_text()))
+    assert skill_targets(skills_cfg) == ["results/tables/skill_pairs_skills.csv", "results/tables/skill_pairs_skills_summary.csv"]
+    default_cfg = validate(yaml.safe_load((REPO / "config" / "config.yaml").read_text()))
+    assert skill_targets(default_cfg) == []
