@@ -626,3 +626,256 @@ def write_controls(
     write_text(table.to_csv(index=False), out_csv)
     write_text(controls_markdown(table, checkpoints, cfg), out_md)
     return table
+
+
+# ---------------------------------------------------------------- skill pairs: the ground-truth test
+# A domain whose records carry ``skills`` (grokpath.world.skills) says which samples SHOULD share a
+# route. Per checkpoint, the pathway distance of pairs that share a skill is set against that of pairs
+# that share none (docs/RESULTS_SKILLS.md).
+SKILL_VIEWS = ("distance", "distance_per_char")  # the plain Levenshtein distance and its per-character view
+SKILL_PAIR_COLUMNS = [
+    "domain",
+    "positions",
+    "view",
+    "ckpt",
+    "step",
+    "log_step",
+    "accuracy",
+    "n_samples",
+    "n_share",
+    "n_none",
+    "mean_all",
+    "mean_share",
+    "mean_none",
+    "gap",
+    "gap_lo",
+    "gap_hi",
+    "n_boot",
+]
+SKILL_SUMMARY_COLUMNS = ["domain", "positions", "view", "metric", "n", "pearson", "partial", "diff", "r_time", "first", "last"]
+
+
+def shared_skill_matrix(skills: list[list[str]]) -> np.ndarray:
+    """(N, N) bool: samples i and j (i ≠ j) have at least one skill in common; the diagonal is False."""
+    sets = [set(s) for s in skills]
+    names = sorted(set().union(*sets)) if sets else []
+    onehot = np.array([[name in s for name in names] for s in sets], dtype=float).reshape(len(sets), len(names))
+    share = (onehot @ onehot.T) > 0
+    np.fill_diagonal(share, False)
+    return share
+
+
+def skill_pair_means(distances: np.ndarray, share: np.ndarray, weights: np.ndarray | None = None) -> dict:
+    """Mean distance over pairs i < j that share a skill, that share none, and over all pairs.
+
+    ``weights`` (n_boot, N) are bootstrap counts: a pair of distinct samples i, j then counts
+    w_i·w_j times (pairs of a sample with its own copies are left out); the values become arrays
+    (n_boot,). ``gap`` = mean_none − mean_share: positive when pairs that share a skill route closer.
+    """
+    n = distances.shape[0]
+    off = ~np.eye(n, dtype=bool)
+    none = off & ~share
+    w = np.ones((1, n)) if weights is None else np.asarray(weights, dtype=float)
+
+    def quad(matrix: np.ndarray) -> np.ndarray:  # Σ_{i≠j} w_i w_j matrix_ij, per row of w
+        return ((w @ matrix) * w).sum(axis=1)
+
+    with np.errstate(invalid="ignore", divide="ignore"):
+        n_share, n_none, n_all = quad(share.astype(float)), quad(none.astype(float)), quad(off.astype(float))
+        out = {
+            "mean_share": quad(np.where(share, distances, 0.0)) / n_share,
+            "mean_none": quad(np.where(none, distances, 0.0)) / n_none,
+            "mean_all": quad(np.where(off, distances, 0.0)) / n_all,
+            "n_share": n_share / 2,
+            "n_none": n_none / 2,
+        }
+    out["gap"] = out["mean_none"] - out["mean_share"]
+    if weights is None:
+        out = {k: float(v[0]) for k, v in out.items()}
+    return out
+
+
+def skill_pairs_checkpoints(
+    pathways_by_ckpt: dict[tuple[str, int], pd.DataFrame],
+    skills: dict[str, list[str]],
+    accuracy: dict[int, float],
+    level: str,
+    n_boot: int,
+    ci: float,
+    rng: np.random.Generator,
+) -> pd.DataFrame:
+    """Per checkpoint and view, the pair means and the gap with a percentile bootstrap CI over samples.
+
+    ``pathways_by_ckpt`` maps (ckpt, step) to a frame with sample_id, pathway; the same samples
+    at every checkpoint, and one resample of them for all checkpoints (so the CIs of two
+    checkpoints are draws of the same samples).
+    """
+    frames = {
+        key: frame.sort_values("sample_id", kind="stable").reset_index(drop=True) for key, frame in pathways_by_ckpt.items()
+    }
+    ids = next(iter(frames.values()))["sample_id"].tolist() if frames else []
+    missing = [s for s in ids if s not in skills]
+    if missing:
+        raise ValueError(f"sample '{missing[0]}' has no skill labels ({len(missing)} such samples)")
+    share = shared_skill_matrix([skills[s] for s in ids])
+    weights = rng.multinomial(len(ids), np.full(len(ids), 1.0 / len(ids)), size=n_boot) if ids else None
+    rows = []
+    for (ckpt, step), frame in sorted(frames.items(), key=lambda kv: kv[0][1]):
+        if frame["sample_id"].tolist() != ids:
+            raise ValueError(f"checkpoint {ckpt}: the pathway samples differ from the other checkpoints'")
+        strings = frame["pathway"].tolist()
+        for view in SKILL_VIEWS:
+            matrix = distance_matrix(strings, level) if view == "distance" else per_character_matrix(strings, level)
+            point = skill_pair_means(matrix, share)
+            draws = skill_pair_means(matrix, share, weights)["gap"]
+            lo, hi = percentile_ci(draws, ci)
+            rows.append(
+                {
+                    "view": view,
+                    "ckpt": ckpt,
+                    "step": int(step),
+                    "log_step": float(log_steps([step])[0]),
+                    "accuracy": accuracy.get(int(step), np.nan),
+                    "n_samples": len(ids),
+                    **point,
+                    "gap_lo": lo,
+                    "gap_hi": hi,
+                    "n_boot": int(n_boot),
+                }
+            )
+    return pd.DataFrame(rows)
+
+
+def skill_pairs_summary(checkpoints: pd.DataFrame) -> pd.DataFrame:
+    """Per (domain, positions, view) and metric (gap, mean_all: the paper's plain distance over the same
+    samples): r with test accuracy over checkpoints, the partial r given log(step), the first-difference r,
+    r with log(step), and the first and last values."""
+    rows = []
+    for (domain, positions, view), part in checkpoints.groupby(["domain", "positions", "view"], sort=False):
+        part = part.sort_values("step")
+        accuracy, log_step = part["accuracy"].to_numpy(float), part["log_step"].to_numpy(float)
+        for metric in ("gap", "mean_all"):
+            values = part[metric].to_numpy(float)
+            rows.append(
+                {
+                    "domain": domain,
+                    "positions": positions,
+                    "view": view,
+                    "metric": metric,
+                    "n": int(np.isfinite(values).sum()),
+                    "pearson": correlate(values, accuracy)[0],
+                    "partial": partial_correlation(values, accuracy, log_step),
+                    "diff": first_difference_correlation(values, accuracy),
+                    "r_time": correlate(values, log_step)[0],
+                    "first": float(values[0]) if len(values) else np.nan,
+                    "last": float(values[-1]) if len(values) else np.nan,
+                }
+            )
+    return pd.DataFrame(rows, columns=SKILL_SUMMARY_COLUMNS)
+
+
+def skill_pairs_markdown(checkpoints: pd.DataFrame, summary: pd.DataFrame) -> str:
+    lines = [
+        "# Skill pairs: do samples that share a skill route closer as test accuracy rises?",
+        "",
+        "gap = mean distance of pairs that share no skill − of pairs that share one (positive: sharing pairs are closer);",
+        "mean_all = the paper's plain distance over the same samples. r over checkpoints with test accuracy: plain,",
+        "partial given log(step), and of first differences.",
+        "",
+        "| domain | positions | view | metric | pearson | partial | diff | r_time | first → last |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for _, r in summary.iterrows():
+        lines.append(
+            f"| {r['domain']} | {r['positions']} | {r['view']} | {r['metric']} | {_num(r['pearson'])} | {_num(r['partial'])} "
+            f"| {_num(r['diff'])} | {_num(r['r_time'])} | {_num(r['first'], 3)} → {_num(r['last'], 3)} |"
+        )
+    lines += [
+        "",
+        "| domain | positions | view | step | accuracy | mean_share | mean_none | gap [CI] |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for _, r in checkpoints.iterrows():
+        lines.append(
+            f"| {r['domain']} | {r['positions']} | {r['view']} | {r['step']} | {_num(r['accuracy'])} | {_num(r['mean_share'], 3)} "
+            f"| {_num(r['mean_none'], 3)} | {_num(r['gap'], 3)} [{_num(r['gap_lo'], 3)}, {_num(r['gap_hi'], 3)}] |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def _trace_routing(path: Path, column: str) -> tuple[pd.DataFrame, np.ndarray]:
+    """sample_id, ckpt, step and one routing column (N, L, K) of a trace file (L, K from its metadata)."""
+    import pyarrow.parquet as pq
+
+    from grokpath.io import read_metadata
+
+    names = pq.read_schema(path).names
+    if column not in names:
+        raise ValueError(f"trace file {path} lacks column '{column}' (traces.positions)")
+    table = pq.read_table(path, columns=["sample_id", "ckpt", "step", column])
+    meta = read_metadata(path)
+    flat = table.column(column).combine_chunks().flatten().to_numpy(zero_copy_only=False)
+    frame = table.drop([column]).to_pandas()
+    frame["sample_id"] = frame["sample_id"].astype(str)
+    return frame, np.asarray(flat, dtype=np.float32).reshape(len(frame), int(meta["L"]), int(meta["K"]))
+
+
+def read_skill_labels(path: Path) -> dict[str, list[str]]:
+    """sample_id -> skills of a world JSONL; every record must carry a ``skills`` list of strings."""
+    from grokpath.data import DataError, iter_jsonl
+
+    labels = {}
+    for line_no, record in iter_jsonl(path):
+        skills = record.get("skills")
+        if not isinstance(skills, list) or not all(isinstance(s, str) for s in skills):
+            raise DataError(f"{path}:{line_no}: field 'skills' missing or not a list of strings")
+        labels[str(record["sample_id"])] = skills
+    return labels
+
+
+def write_skill_pairs(
+    cfg: dict,
+    domain: str,
+    records_path: Path,
+    trace_paths: list[Path],
+    curves_path: Path,
+    out_csv: Path,
+    out_summary: Path,
+    out_md: Path,
+) -> pd.DataFrame:
+    """The pair test for ``domain`` at every traced position (traces.positions); writes the per-checkpoint
+    table, its summary and a Markdown rendering. Samples: the domain's training samples, at most
+    ``analysis.skill_pairs.max_samples`` (a seeded draw, the same at every checkpoint)."""
+    from grokpath.pathways import pathway_strings
+
+    section, pathways_cfg, analysis = cfg["analysis"]["skill_pairs"], cfg["pathways"], cfg["analysis"]
+    skills = read_skill_labels(records_path)
+    curves = read_table(curves_path)
+    curves = curves[curves["domain"] == domain]
+    accuracy = dict(zip(curves["step"].astype(int), curves["accuracy"].astype(float)))
+    rng = domain_rng(section["seed"], domain)
+    keep = None
+    tables = []
+    for positions in cfg["traces"]["positions"]:
+        column = "routing" if positions == "mean" else f"routing_{positions}"
+        by_ckpt = {}
+        for path in trace_paths:
+            frame, routing = _trace_routing(Path(path), column)
+            strings = pathway_strings(routing, pathways_cfg["threshold"], pathways_cfg["include_crossing"])
+            frame = frame.assign(pathway=strings).sort_values("sample_id", kind="stable")
+            if keep is None:
+                ids = frame["sample_id"].to_numpy()
+                n = min(len(ids), section["max_samples"])
+                keep = set(ids[np.sort(rng.choice(len(ids), size=n, replace=False))])
+            by_ckpt[str(frame["ckpt"].iloc[0]), int(frame["step"].iloc[0])] = frame[frame["sample_id"].isin(keep)]
+        boot_rng = domain_rng(analysis["bootstrap"]["seed"], domain, 5)  # the same resample for every position
+        part = skill_pairs_checkpoints(
+            by_ckpt, skills, accuracy, pathways_cfg["level"], section["n_boot"], analysis["bootstrap"]["ci"], boot_rng
+        )
+        tables.append(part.assign(domain=domain, positions=positions))
+    checkpoints = pd.concat(tables, ignore_index=True)[SKILL_PAIR_COLUMNS]
+    summary = skill_pairs_summary(checkpoints)
+    write_text(checkpoints.to_csv(index=False), out_csv)
+    write_text(summary.to_csv(index=False), out_summary)
+    write_text(skill_pairs_markdown(checkpoints, summary), out_md)
+    return checkpoints

@@ -30,8 +30,12 @@ default workflow reports for that seed:
   ``controls_vs_accuracy.png``/``.pdf``: each metric against test accuracy, the
   generalizing domains beside the control domain (:mod:`grokpath.figures.controls`).
 
+A study whose domains include the skills world's (config/skills.yaml) also runs each seed's
+skill-pair test (``tables/skill_pairs_skills*.csv``) and gathers it into ``skill_pairs.csv``
+and ``skill_pairs_summary.csv`` (with a seed column).
+
 Run: ``python -m grokpath.seeds_study --cores 2`` (seeds from ``pretrain.seeds``, or
-``--seeds 0 1 2``).
+``--seeds 0 1 2``; another study: ``--configfile config/skills.yaml --out results/seeds_skills``).
 """
 
 from __future__ import annotations
@@ -79,11 +83,21 @@ def seed_dir(out: Path | str, seed: int, home: tuple[int, Path] | None = None) -
     return Path(out) / f"seed_{seed}"
 
 
-def snakemake_command(repo: Path, workdir: Path, configfiles: list[Path], cores: int) -> list[str]:
+def skill_targets(cfg: dict) -> list[str]:
+    """The skill-pair tables of a study with the skills world's domain (none otherwise)."""
+    from grokpath.world.skills import DOMAIN
+
+    if cfg["checkpoints"]["source"] != "mini" or DOMAIN not in cfg["domains"]:
+        return []
+    return [f"results/tables/skill_pairs_{DOMAIN}.csv", f"results/tables/skill_pairs_{DOMAIN}_summary.csv"]
+
+
+def snakemake_command(repo: Path, workdir: Path, configfiles: list[Path], cores: int, extra_targets: list[str] = ()) -> list[str]:
     """One seed's workflow: the project's Snakefile, run in ``workdir`` over ``configfiles``."""
     return [  # targets first: --quiet and --configfile take several values
         str(Path(sys.executable).with_name("snakemake")),
         *SEED_TARGETS,
+        *extra_targets,
         "--snakefile",
         str(repo / "Snakefile"),
         "--directory",
@@ -105,6 +119,7 @@ def run_seeds(
     concurrent: int = 1,
     repo: Path = REPO,
     home: tuple[int, Path] | None = None,
+    extra_targets: list[str] = (),
 ) -> None:
     """Run every seed's workflow (``concurrent`` at a time, ``cores`` each); raise if one fails.
 
@@ -123,7 +138,7 @@ def run_seeds(
                 overlay = workdir / "seed.yaml"
                 overlay.write_text(yaml.safe_dump({"pretrain": {"seed": int(seed)}}))
                 files.append(overlay.resolve())
-            command = snakemake_command(repo, workdir.resolve(), files, cores)
+            command = snakemake_command(repo, workdir.resolve(), files, cores, extra_targets)
             log.info("seed %d: %s", seed, " ".join(command))
             logfile = open(logdir / "snakemake.log", "w")  # noqa: SIM115 (closed when the run ends)
             running[seed] = (subprocess.Popen(command, cwd=repo, env=env, stdout=logfile, stderr=subprocess.STDOUT), logfile)
@@ -344,6 +359,16 @@ def gather(cfg: dict, seeds: list[int], out: Path, home: tuple[int, Path] | None
             out / "controls_vs_accuracy.png",
             cfg.get("figures"),
         )
+    from grokpath.world.skills import DOMAIN
+
+    for name, source in (
+        ("skill_pairs", f"skill_pairs_{DOMAIN}.csv"),
+        ("skill_pairs_summary", f"skill_pairs_{DOMAIN}_summary.csv"),
+    ):
+        paths = {s: seed_dir(out, s, home) / "results" / "tables" / source for s in seeds}
+        tables = [pd.read_csv(path).assign(seed=s) for s, path in paths.items() if path.is_file()]
+        if tables:
+            write_text(pd.concat(tables, ignore_index=True).to_csv(index=False), out / f"{name}.csv")
     write_text(summary, out / "summary.md")
     return per_domain, checkpoints
 
@@ -373,7 +398,7 @@ def main(argv: list[str] | None = None) -> int:
     default = configfiles == [(REPO / "config" / "config.yaml").resolve()]
     home = (int(cfg["pretrain"]["seed"]), REPO) if default and not args.separate_default else None
     if not args.gather_only:
-        run_seeds(seeds, args.out, configfiles, args.cores, args.concurrent, home=home)
+        run_seeds(seeds, args.out, configfiles, args.cores, args.concurrent, home=home, extra_targets=skill_targets(cfg))
     gather(cfg, seeds, args.out, home)
     print((args.out / "summary.md").read_text())
     return 0

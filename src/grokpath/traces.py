@@ -16,7 +16,11 @@ loss (float32: mean next-token NLL over the n_tokens - 1 predictions with
 i.e. the target and the closing newline of ``text == prompt + target + "\n"``),
 routing (fixed_size_list<float32>[L*K], layer-major token-mean routing weights; the L
 routed layers in decoder order, their real indices in the metadata key ``layers``, the
-decoder layers without a router in ``dense_layers``).
+decoder layers without a router in ``dense_layers``); with ``traces.positions`` naming
+``answer``, also routing_answer (same type): the routing distribution at the last prompt
+token alone, the position whose output predicts the first answer token
+(:func:`answer_positions`). A token mean mixes in which template tokens a text is made of;
+routing at one chosen position does not.
 """
 
 from __future__ import annotations
@@ -57,6 +61,7 @@ class TraceBatch:
     token_expert_ids: torch.Tensor | None = None  # (B, T, L, top_k) int64, the experts each token was dispatched to
     token_weights: torch.Tensor | None = None  # (B, T, L, top_k) float32, their weights
     token_entropy: float | None = None  # mean per-token entropy (nats) of the full routing distribution
+    routing_at: torch.Tensor | None = None  # (B, L, K) float32, the routing distribution at one chosen position per sample
 
 
 _CHUNK_BYTES = 2**21  # float32 logits per loss chunk on the CPU: about 2 MiB, so each chunk stays in cache
@@ -130,18 +135,25 @@ def trace_pass(
     per_token: bool = False,
     loss_mask: torch.Tensor | None = None,
     entropy: bool = False,
+    positions: torch.Tensor | None = None,
 ) -> TraceBatch:
     """One forward pass: per-sample loss, token-mean routing and (optionally) per-token top-k.
 
     The loss is over ``loss_mask`` tokens when given; routing is always over all real
-    tokens. Both are reduced on the model's device and copied to the CPU once.
+    tokens. Both are reduced on the model's device and copied to the CPU once. With
+    ``positions`` (B,), ``routing_at`` is each sample's routing distribution at that position.
     """
     device = next(model.parameters()).device
     input_ids, attention_mask = input_ids.to(device), attention_mask.to(device)
-    with RoutingAccumulator(model, attention_mask, normalization, router, per_token, entropy) as routing:
+    keep = positions is not None  # the per-token distributions, to read one position of each sample
+    with RoutingAccumulator(model, attention_mask, normalization, router, per_token, entropy, keep=keep) as routing:
         out = model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False)
     loss = sample_losses(out.logits, input_ids, attention_mask, None if loss_mask is None else loss_mask.to(device))
     result = TraceBatch(loss=loss.cpu(), routing=routing.means().cpu(), token_entropy=routing.mean_entropy() if entropy else None)
+    if keep:
+        rows = torch.arange(input_ids.shape[0], device=device)
+        at = torch.as_tensor(positions, device=device)
+        result.routing_at = torch.stack([dist[rows, at] for dist, _ in routing.kept], dim=1).float().cpu()  # (B, L, K)
     if per_token:
         result.token_expert_ids = torch.stack(routing.token_ids, dim=2).cpu()  # (B, T, L, k)
         result.token_weights = torch.stack(routing.token_weights, dim=2).cpu()
@@ -174,7 +186,8 @@ def _dictionary(values: list[str]) -> pa.DictionaryArray:
     return pa.array(values, pa.string()).dictionary_encode()
 
 
-def trace_schema(n_routing: int) -> pa.Schema:
+def trace_schema(n_routing: int, extra_positions: tuple[str, ...] = ()) -> pa.Schema:
+    """The trace file's schema; each of ``extra_positions`` adds a column ``routing_<position>``."""
     return pa.schema(
         [
             ("sample_id", pa.dictionary(pa.int32(), pa.string())),
@@ -186,6 +199,7 @@ def trace_schema(n_routing: int) -> pa.Schema:
             ("n_tokens", pa.int32()),
             ("loss", pa.float32()),
             ("routing", pa.list_(pa.float32(), n_routing)),
+            *[(f"routing_{position}", pa.list_(pa.float32(), n_routing)) for position in extra_positions],
         ]
     )
 
@@ -242,17 +256,32 @@ def target_starts(tokenizer, records: list[dict], token_ids: list[list[int]], wh
     return starts
 
 
+def answer_positions(tokenizer, records: list[dict], token_ids: list[list[int]]) -> list[int]:
+    """Per record, the position of its last prompt token (the first answer token's position minus one,
+    :func:`answer_starts`), within the truncated ``token_ids``."""
+    starts = answer_starts(tokenizer, [r["text"] for r in records], [r["prompt"] for r in records])
+    return [min(start - 1, len(ids) - 1) for start, ids in zip(starts, token_ids)]
+
+
 def trace_split(
-    model, token_ids: list[list[int]], pad_id: int, traces: dict, desc: str, loss_starts: list[int] | None = None
-) -> tuple[np.ndarray, np.ndarray, list[TraceBatch], list[int]]:
-    """Loss (N,) and routing (N, L, K) in input order, streaming length-sorted batches.
+    model,
+    token_ids: list[list[int]],
+    pad_id: int,
+    traces: dict,
+    desc: str,
+    loss_starts: list[int] | None = None,
+    positions: list[int] | None = None,
+) -> tuple[np.ndarray, np.ndarray, list[TraceBatch], list[int], np.ndarray | None]:
+    """Loss (N,) and token-mean routing (N, L, K) in input order, streaming length-sorted batches.
 
     ``loss_starts[i]``, if given, is sample i's first loss position (the loss is over
-    tokens from there on). Also returns the batches and their sample order (for per-token output).
+    tokens from there on). Also returns the batches and their sample order (for per-token output),
+    and, with ``positions`` (one per sample), the routing (N, L, K) at those positions (else None),
+    from the same forward passes.
     """
     order = sorted(range(len(token_ids)), key=lambda i: len(token_ids[i]))  # less padding per batch
     batch_size = int(traces["batch_size"])
-    losses, routings, batches = {}, {}, []
+    losses, routings, at, batches = {}, {}, {}, []
     for start in tqdm(range(0, len(order), batch_size), desc=desc, unit="batch", leave=False):
         index = order[start : start + batch_size]
         width = max(len(token_ids[i]) for i in index)
@@ -270,9 +299,12 @@ def trace_split(
             traces["router"],
             traces["per_token"],
             loss_mask=loss_mask,
+            positions=None if positions is None else torch.tensor([positions[i] for i in index]),
         )
         for row, i in enumerate(index):
             losses[i], routings[i] = result.loss[row].item(), result.routing[row].numpy()
+            if positions is not None:
+                at[i] = result.routing_at[row].numpy()
         if traces["per_token"]:
             batches.append(result)
     n = len(token_ids)
@@ -281,6 +313,7 @@ def trace_split(
         np.stack([routings[i] for i in range(n)]).astype(np.float32),
         batches,
         order,
+        None if positions is None else np.stack([at[i] for i in range(n)]).astype(np.float32),
     )
 
 
@@ -334,6 +367,7 @@ def run_traces(cfg: dict, checkpoint_dir: Path | str, ckpt: str, out_dir: Path |
     use_threads(threads)
     checkpoints, domains, traces = cfg["checkpoints"], cfg["domains"], cfg["traces"]
     loss_on = traces["loss_on"]  # enums are the schema's to check
+    extra_positions = tuple(p for p in traces.get("positions", ["mean"]) if p != "mean")
     checkpoint_dir, out_dir = Path(checkpoint_dir), Path(out_dir)
     trust = bool(checkpoints["trust_remote_code"])
     step = checkpoint_step(checkpoints, ckpt)
@@ -342,6 +376,7 @@ def run_traces(cfg: dict, checkpoint_dir: Path | str, ckpt: str, out_dir: Path |
         raise DataError("domains is empty: configure at least one domain to trace")
     paths = {(d, s): split_path(domains, d, s) for d in domains for s in SPLITS}
     require = ("sample_id", "text") + (("prompt", "target") if loss_on == "target" else ())
+    require += ("prompt",) if extra_positions and "prompt" not in require else ()
     records_of = {key: read_split(path, require) for key, path in paths.items()}  # all data checked first
     verify_checkpoint_dir(checkpoint_dir)
 
@@ -353,6 +388,10 @@ def run_traces(cfg: dict, checkpoint_dir: Path | str, ckpt: str, out_dir: Path |
         path = paths[domain, split]
         token_ids, n_truncated = tokenize_split(tokenizer, records, max_length, path)
         starts = target_starts(tokenizer, records, token_ids, path) if loss_on == "target" else None
+        if extra_positions:
+            for record in records:
+                if not record["text"].startswith(record["prompt"]):
+                    raise DataError(f"{path}: sample '{record['sample_id']}': field 'text' does not start with field 'prompt'")
         inputs[domain, split] = (records, token_ids, n_truncated, starts)
         if n_truncated:
             log.info("%s: %d of %d samples truncated to %d tokens", path, n_truncated, len(records), max_length)
@@ -377,10 +416,17 @@ def run_traces(cfg: dict, checkpoint_dir: Path | str, ckpt: str, out_dir: Path |
         **routers.metadata(),  # model_type, router path, real layer indices, dense layers
         "experts_implementation": experts,
     }
+    if extra_positions:
+        base_metadata["positions"] = ["mean", *extra_positions]
 
     written = []
     for (domain, split), (records, token_ids, n_truncated, starts) in inputs.items():
-        loss, routing, batches, order = trace_split(model, token_ids, pad_id, traces, f"{ckpt} {domain}/{split}", starts)
+        # "answer" is the one position besides the mean (schema enum): read in the same forward passes
+        positions = answer_positions(tokenizer, records, token_ids) if extra_positions else None
+        loss, routing, batches, order, routing_at = trace_split(
+            model, token_ids, pad_id, traces, f"{ckpt} {domain}/{split}", starts, positions
+        )
+        at_position = {position: routing_at for position in extra_positions}
         sample_ids = [r["sample_id"] for r in records]
         rows = sorted(range(len(records)), key=lambda i: sample_ids[i])
         n = len(rows)
@@ -395,8 +441,12 @@ def run_traces(cfg: dict, checkpoint_dir: Path | str, ckpt: str, out_dir: Path |
                 pa.array(np.array([len(token_ids[i]) for i in rows], dtype=np.int32)),
                 pa.array(loss[rows]),
                 pa.FixedSizeListArray.from_arrays(pa.array(routing[rows].reshape(-1)), n_layers * n_experts),
+                *[
+                    pa.FixedSizeListArray.from_arrays(pa.array(values[rows].reshape(-1)), n_layers * n_experts)
+                    for values in at_position.values()
+                ],
             ],
-            schema=trace_schema(n_layers * n_experts),
+            schema=trace_schema(n_layers * n_experts, tuple(at_position)),
         )
         path = out_dir / f"{domain}_{split}.parquet"
         write_parquet(table, path, {**base_metadata, "domain": domain, "split": split, "n_truncated": n_truncated})

@@ -190,3 +190,34 @@ ALL_TARGETS += [
     "results/figures/paper_a/fig08_theory.png",
 ]
 ALL_TARGETS += expand("results/figures/paper_a/{name}.{ext}", name=PAPER_A_FIGURES, ext=["png", "pdf"])
+
+
+# the ground-truth pair test, only for a domain whose records carry skill labels (the mini world's skills domain)
+from grokpath.world.skills import DOMAIN as SKILLS_DOMAIN
+
+SKILL_DOMAINS = [SKILLS_DOMAIN] if config["checkpoints"]["source"] == "mini" and SKILLS_DOMAIN in DOMAINS else []
+if SKILL_DOMAINS:
+
+    rule skill_pairs:
+        input:
+            records_path="results/world/{domain}/train.jsonl",
+            trace_paths=expand("results/traces/{ckpt}/{{domain}}_train.parquet", ckpt=CKPTS),
+            curves_path="results/metrics/curves.parquet",
+        output:
+            out_csv=report("results/tables/skill_pairs_{domain}.csv", category="Paper A", subcategory="analysis"),
+            out_summary="results/tables/skill_pairs_{domain}_summary.csv",
+            out_md="results/tables/skill_pairs_{domain}.md",
+        params:
+            call="grokpath.controls:write_skill_pairs",
+            cfg=cfg("analysis", "pathways", "traces"),
+        threads: res("skill_pairs", "threads")
+        resources:
+            mem_mb=res("skill_pairs", "mem_mb"),
+            runtime=res("skill_pairs", "runtime"),
+        log:
+            "results/logs/skill_pairs/{domain}.log",
+        conda: "../../envs/plots.yaml"
+        script:
+            "../scripts/step.py"
+
+    ALL_TARGETS += expand("results/tables/skill_pairs_{domain}{suffix}", domain=SKILL_DOMAINS, suffix=[".csv", "_summary.csv", ".md"])

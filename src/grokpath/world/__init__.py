@@ -18,7 +18,7 @@ from pathlib import Path
 from grokpath.data import SKIP_REASONS, SPLITS
 from grokpath.io import atomic_dir, atomic_path, config_hash, write_json
 from grokpath.seeds import domain_rng
-from grokpath.world import chemistry, code, commonsense, control, math
+from grokpath.world import chemistry, code, commonsense, control, math, skills
 from grokpath.world.tokenizer import build_tokenizer, save_tokenizer
 
 log = logging.getLogger(__name__)
@@ -29,6 +29,7 @@ BUILDERS = {
     "commonsense": commonsense.build,
     "domain": chemistry.build,
     "control": control.build,
+    "skills": skills.build,
 }
 
 __all__ = ["build_world", "generate_world", "BUILDERS"]

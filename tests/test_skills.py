@@ -1,0 +1,332 @@
+"""The skills world (grokpath.world.skills), routing at the answer position, and the skill-pair test."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pytest
+import torch
+import torch.nn.functional as F
+import yaml
+from conftest import REPO, tiny_olmoe
+
+from grokpath.config import validate
+from grokpath.controls import (
+    shared_skill_matrix,
+    skill_pair_means,
+    skill_pairs_checkpoints,
+    skill_pairs_summary,
+    write_skill_pairs,
+)
+from grokpath.correlations import distance_matrix
+from grokpath.io import write_parquet
+from grokpath.seeds import domain_rng
+from grokpath.traces import answer_positions, trace_pass, trace_schema
+from grokpath.world import generate_world
+from grokpath.world.skills import build
+from grokpath.world.tokenizer import build_tokenizer
+
+SKILLS_CONFIG = REPO / "config" / "skills.yaml"
+
+
+# ---------------------------------------------------------------- the pair test, by hand
+# A: inc rev "1-2"; B: inc dbl "1-3"; C: neg map "4-5"; D: rev "1-2".
+# Pairs sharing a skill: A-B (inc), A-D (rev); the other four share none.
+# Char Levenshtein: AB 1, AC 2, AD 0, BC 2, BD 1, CD 2.
+LABELS = [["inc", "rev"], ["inc", "dbl"], ["neg", "map"], ["rev"]]
+PATHWAYS = ["1-2", "1-3", "4-5", "1-2"]
+
+
+def test_shared_skill_matrix_by_hand():
+    share = shared_skill_matrix(LABELS)
+    expected = np.zeros((4, 4), dtype=bool)
+    for i, j in [(0, 1), (0, 3)]:
+        expected[i, j] = expected[j, i] = True
+    np.testing.assert_array_equal(share, expected)
+
+
+def test_pair_means_by_hand():
+    out = skill_pair_means(distance_matrix(PATHWAYS, "char"), shared_skill_matrix(LABELS))
+    assert out["mean_share"] == pytest.approx((1 + 0) / 2)
+    assert out["mean_none"] == pytest.approx((2 + 2 + 1 + 2) / 4)
+    assert out["gap"] == pytest.approx(1.75 - 0.5)
+    assert out["mean_all"] == pytest.approx(8 / 6)
+    assert (out["n_share"], out["n_none"]) == (2, 4)
+
+
+def test_pair_means_bootstrap_weights_by_hand():
+    # counts A 2, B 1, C 0, D 1: pairs of distinct samples weigh w_i w_j: AB 2 (d 1), AD 2 (d 0) share; BD 1 (d 1) none
+    weights = np.array([[2, 1, 0, 1], [1, 1, 1, 1]])
+    out = skill_pair_means(distance_matrix(PATHWAYS, "char"), shared_skill_matrix(LABELS), weights)
+    np.testing.assert_allclose(out["mean_share"], [(2 * 1 + 2 * 0) / 4, 0.5])
+    np.testing.assert_allclose(out["mean_none"], [1.0, 1.75])
+    np.testing.assert_allclose(out["gap"], [0.5, 1.25])
+    np.testing.assert_allclose(out["n_share"], [4, 2])
+
+
+def test_pair_checkpoints_views_and_summary_by_hand():
+    # four checkpoints: D's pathway walks away from A's
+    walks = ["1-2", "1-3", "2-3", "3-4"]
+    frames = {
+        (f"step{s:06d}", s): pd.DataFrame({"sample_id": list("ABCD"), "pathway": PATHWAYS[:3] + [walks[k]]})
+        for k, s in enumerate([10, 20, 40, 80])
+    }
+    accuracy = {10: 0.9, 20: 0.7, 40: 0.5, 80: 0.1}
+    labels = dict(zip("ABCD", LABELS))
+    table = skill_pairs_checkpoints(frames, labels, accuracy, "char", 20, 0.95, np.random.default_rng(0))
+    first = table[(table["step"] == 10) & (table["view"] == "distance")].iloc[0]
+    assert first["gap"] == pytest.approx(1.25) and first["accuracy"] == 0.9
+    per_char = table[(table["step"] == 10) & (table["view"] == "distance_per_char")].iloc[0]
+    # per character (all strings 3 long): share (1/3 + 0) / 2, none (2/3 + 2/3 + 1/3 + 2/3) / 4
+    assert per_char["gap"] == pytest.approx(7 / 12 - 1 / 6)
+    # step 20, D = "1-3": share AB 1, AD 1 -> 1; none AC 2, BC 2, BD 0, CD 2 -> 1.5
+    second = table[(table["step"] == 20) & (table["view"] == "distance")].iloc[0]
+    assert second["gap"] == pytest.approx(0.5)
+    assert (table["gap_lo"] <= table["gap_hi"]).all()
+    summary = skill_pairs_summary(table.assign(domain="skills", positions="mean"))
+    gaps = table[table["view"] == "distance"]["gap"].to_numpy()
+    # step 40 "2-3": AD 2 (two substitutions), BD 1, CD 2 -> share (1 + 2) / 2, none (2 + 2 + 1 + 2) / 4
+    # step 80 "3-4": AD 2, BD 2, CD 2 -> share 1.5, none 2
+    np.testing.assert_allclose(gaps, [1.25, 0.5, 1.75 - 1.5, 2 - 1.5])
+    row = summary[(summary["view"] == "distance") & (summary["metric"] == "gap")].iloc[0]
+    assert row["pearson"] == pytest.approx(np.corrcoef(gaps, [0.9, 0.7, 0.5, 0.1])[0, 1])
+    assert row["diff"] == pytest.approx(np.corrcoef(np.diff(gaps), np.diff([0.9, 0.7, 0.5, 0.1]))[0, 1])
+
+
+def test_pair_checkpoints_reject_unlabelled_sample():
+    frames = {("a", 1): pd.DataFrame({"sample_id": ["A", "Z"], "pathway": ["1", "2"]})}
+    with pytest.raises(ValueError, match="sample 'Z' has no skill labels"):
+        skill_pairs_checkpoints(frames, {"A": ["inc"]}, {}, "char", 5, 0.95, np.random.default_rng(0))
+
+
+# ---------------------------------------------------------------- the generator
+def skills_world(**overrides) -> dict:
+    cfg = validate(yaml.safe_load(SKILLS_CONFIG.read_text()))
+    return {**cfg["world"], **overrides}
+
+
+def test_generator_labels_match_composition_and_text():
+    world = skills_world()
+    corpus = build(world, domain_rng(world["seed"], "skills"))
+    for split, rows in corpus.items():
+        assert rows, split
+        for row in rows:
+            assert row["text"] == row["prompt"] + row["target"] + "\n"
+            words = row["prompt"].split()
+            n = len(row["skills"])
+            assert words[:n] == row["skills"] and words[-1] == "="
+            assert len(words) == n + world["skills_length"] + 1
+            assert len(set(row["skills"])) == n  # distinct primitives
+
+
+def test_primitives_by_hand():
+    from grokpath.world.skills import apply_skills, primitive_functions
+
+    functions = primitive_functions(7, list(range(7)))
+    assert apply_skills(["inc", "rev"], (1, 2, 3), functions) == (4, 3, 2)  # rev(2 3 4)
+    assert apply_skills(["dbl", "neg"], (1, 2, 5), functions) == (5, 3, 4)  # -(2 4 3) mod 7
+    assert apply_skills(["add3", "rot", "swap"], (6, 0, 2), functions) == (5, 3, 2)  # (2 3 5) -> (3 5 2) -> (5 3 2)
+    assert apply_skills(["rev", "map"], (0, 1, 6), primitive_functions(7, [3, 1, 4, 0, 5, 6, 2])) == (2, 1, 3)
+
+
+def test_generator_targets_follow_the_rule_with_its_permutation():
+    from grokpath.world.skills import apply_skills, primitive_functions
+
+    world = skills_world()
+    corpus = build(world, domain_rng(world["seed"], "skills"))
+    # the map table read off the train atoms "map a b c = x y z", then every record recomputed with it
+    table = {}
+    for row in corpus["train"]:
+        if row["skills"] == ["map"]:
+            ops = [int(x) for x in row["prompt"].split()[1:-1]]
+            table.update(zip(ops, (int(x) for x in row["target"].split())))
+    assert sorted(table) == list(range(7)) and sorted(table.values()) == list(range(7))
+    functions = primitive_functions(7, [table[i] for i in range(7)])
+    for row in (r for rows in corpus.values() for r in rows):
+        ops = tuple(int(x) for x in row["prompt"].split()[len(row["skills"]) : -1])
+        assert row["target"] == " " + " ".join(map(str, apply_skills(row["skills"], ops, functions)))
+
+
+def test_generator_test_compositions_unseen_and_skills_seen():
+    world = skills_world()
+    corpus = generate_world(world, ["skills"])["skills"]
+    train = {tuple(r["skills"]) for r in corpus["train"] if len(r["skills"]) > 1}
+    held_out = {tuple(r["skills"]) for split in ("validation", "test") for r in corpus[split]}
+    assert held_out and not (held_out & train)
+    train_skills = {s for r in corpus["train"] for s in r["skills"]}
+    assert {s for c in held_out for s in c} <= train_skills
+    assert all(2 <= len(c) <= 3 for c in held_out)
+    # the same seed gives the same bytes
+    again = generate_world(world, ["skills"])["skills"]
+    assert json.dumps(again, sort_keys=True) == json.dumps(corpus, sort_keys=True)
+
+
+def test_generator_rejects_bad_depth():
+    with pytest.raises(ValueError, match="world.skills_depth"):
+        build(skills_world(skills_depth=[3, 9]), np.random.default_rng(0))
+
+
+# ---------------------------------------------------------------- routing at the answer position
+def test_answer_positions_are_the_last_prompt_token():
+    records = [
+        {"sample_id": "a", "prompt": "inc 1 2 3 =", "text": "inc 1 2 3 = 2 3 4\n"},
+        {"sample_id": "b", "prompt": "rev neg 0 1 2 =", "text": "rev neg 0 1 2 = 5 6 0\n"},
+    ]
+    tokenizer = build_tokenizer([r["text"] for r in records])
+    ids = tokenizer([r["text"] for r in records])["input_ids"]
+    positions = answer_positions(tokenizer, records, ids)
+    assert positions == [5, 6]  # <bos> inc 1 2 3 = ... : "=" at 5; <bos> rev neg 0 1 2 = : at 6
+    assert [tokenizer.convert_ids_to_tokens(i[p]) for i, p in zip(ids, positions)] == ["▁=", "▁="]
+
+
+def test_routing_at_position_equals_a_direct_hook():
+    model = tiny_olmoe(seed=3, vocab_size=30).eval()
+    input_ids = torch.tensor([[1, 5, 6, 7, 8, 9], [1, 4, 3, 2, 0, 0]])
+    attention_mask = torch.tensor([[1, 1, 1, 1, 1, 1], [1, 1, 1, 1, 0, 0]])
+    positions = torch.tensor([4, 2])
+    captured = {}
+    gates = [layer.mlp.gate for layer in model.model.layers]
+    handles = [
+        g.register_forward_hook(lambda m, inp, out, i=i: captured.__setitem__(i, inp[0].clone())) for i, g in enumerate(gates)
+    ]
+    try:
+        result = trace_pass(model, input_ids, attention_mask, positions=positions)
+    finally:
+        for h in handles:
+            h.remove()
+    with torch.no_grad():
+        expected = torch.stack(
+            [
+                torch.stack(
+                    [
+                        F.softmax(F.linear(captured[i].reshape(2, 6, -1)[b, positions[b]], gates[i].weight), -1)
+                        for i in range(len(gates))
+                    ]
+                )
+                for b in range(2)
+            ]
+        )  # (B, L, K)
+    torch.testing.assert_close(result.routing_at, expected, rtol=1e-5, atol=1e-6)
+    # the token mean is unchanged by the option and differs from the one position
+    plain = trace_pass(model, input_ids, attention_mask)
+    torch.testing.assert_close(result.routing, plain.routing)
+    assert plain.routing_at is None and not torch.allclose(result.routing, result.routing_at)
+
+
+# ---------------------------------------------------------------- file to file
+def _trace_file(path, ckpt, step, ids, mean_experts, answer_experts):
+    """A trace file with L = 2, K = 4: routing 0.9 on the listed expert of each layer (so the pathway is "a-b")."""
+
+    def routing(experts):
+        out = np.full((len(ids), 2, 4), 0.1 / 3, dtype=np.float32)
+        for i, (a, b) in enumerate(experts):
+            out[i, 0, a] = out[i, 1, b] = 0.9
+        return pa.FixedSizeListArray.from_arrays(pa.array(out.reshape(-1)), 8)
+
+    n = len(ids)
+    table = pa.Table.from_arrays(
+        [
+            pa.array(ids).dictionary_encode(),
+            pa.array(["skills"] * n).dictionary_encode(),
+            pa.array(["train"] * n).dictionary_encode(),
+            pa.array([ckpt] * n),
+            pa.array([step] * n, pa.int64()),
+            pa.array([None] * n, pa.string()),
+            pa.array([5] * n, pa.int32()),
+            pa.array([1.0] * n, pa.float32()),
+            routing(mean_experts),
+            routing(answer_experts),
+        ],
+        schema=trace_schema(8, ("answer",)),
+    )
+    write_parquet(table, path, {"L": 2, "K": 4})
+
+
+def test_write_skill_pairs_reads_both_positions(tmp_path):
+    ids = list("ABCD")
+    (tmp_path / "train.jsonl").write_text("".join(json.dumps({"sample_id": s, "skills": k}) + "\n" for s, k in zip(ids, LABELS)))
+    # mean: pathways with the hand distances of LABELS/PATHWAYS above; answer: every sample routed alike
+    mean = [(0, 1), (0, 2), (3, 3), (0, 1)]  # "0-1","0-2","3-3","0-1": AB 1, AC 2, AD 0, BC 2, BD 1, CD 2
+    same = [(2, 2)] * 4
+    paths = []
+    for ckpt, step in [("step000010", 10), ("step000020", 20)]:
+        path = tmp_path / ckpt / "skills_train.parquet"
+        _trace_file(path, ckpt, step, ids, mean, same)
+        paths.append(path)
+    pd.DataFrame({"domain": ["skills", "skills"], "step": [10, 20], "accuracy": [0.25, 0.5]}).to_parquet(
+        tmp_path / "curves.parquet"
+    )
+    cfg = validate(yaml.safe_load(SKILLS_CONFIG.read_text()))
+    out = write_skill_pairs(
+        cfg,
+        "skills",
+        tmp_path / "train.jsonl",
+        paths,
+        tmp_path / "curves.parquet",
+        tmp_path / "p.csv",
+        tmp_path / "s.csv",
+        tmp_path / "p.md",
+    )
+    plain = out[(out["positions"] == "mean") & (out["view"] == "distance")]
+    np.testing.assert_allclose(plain["gap"], [1.25, 1.25])
+    np.testing.assert_allclose(plain["accuracy"], [0.25, 0.5])
+    answer = out[(out["positions"] == "answer") & (out["view"] == "distance")]
+    np.testing.assert_allclose(answer["gap"], [0.0, 0.0])
+    assert pd.read_csv(tmp_path / "s.csv")["positions"].tolist().count("answer") == 4  # 2 views x (gap, mean_all)
+
+
+def test_write_skill_pairs_names_a_record_without_labels(tmp_path):
+    from grokpath.data import DataError
+
+    (tmp_path / "train.jsonl").write_text(json.dumps({"sample_id": "A", "text": "x\n"}) + "\n")
+    pd.DataFrame({"domain": ["skills"], "step": [1], "accuracy": [0.0]}).to_parquet(tmp_path / "curves.parquet")
+    cfg = validate(yaml.safe_load(SKILLS_CONFIG.read_text()))
+    with pytest.raises(DataError, match="field 'skills'"):
+        write_skill_pairs(
+            cfg, "skills", tmp_path / "train.jsonl", [], tmp_path / "curves.parquet", *(tmp_path / n for n in "abc")
+        )
+
+
+# ---------------------------------------------------------------- the workflow
+def _dry_run(tmp_path, *configfiles) -> str:
+    env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
+    cmd = [
+        str(REPO / ".venv" / "bin" / "snakemake"),
+        "-n",
+        "-s",
+        str(REPO / "Snakefile"),
+        "--directory",
+        str(tmp_path),
+        "--cores",
+        "1",
+        "--configfile",
+        *map(str, configfiles),
+    ]
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return proc.stdout
+
+
+def test_skills_study_dry_run_has_the_pair_test(tmp_path):
+    out = _dry_run(tmp_path, SKILLS_CONFIG)
+    assert "rule skill_pairs:" in out and "results/tables/skill_pairs_skills.csv" in out
+    assert "results/world/skills/train.jsonl" in out
+
+
+def test_default_study_dry_run_has_no_pair_test(tmp_path):
+    out = _dry_run(tmp_path, REPO / "config" / "config.yaml")
+    assert "skill_pairs" not in out
+
+
+def test_seeds_study_runs_the_pair_test_only_for_the_skills_world():
+    from grokpath.seeds_study import skill_targets
+
+    skills_cfg = validate(yaml.safe_load(SKILLS_CONFIG.read_text()))
+    assert skill_targets(skills_cfg) == ["results/tables/skill_pairs_skills.csv", "results/tables/skill_pairs_skills_summary.csv"]
+    default_cfg = validate(yaml.safe_load((REPO / "config" / "config.yaml").read_text()))
+    assert skill_targets(default_cfg) == []
