@@ -190,7 +190,9 @@ def _tiny_study():
 
 def test_between_domain_baseline_by_hand():
     curves, samples, distances, cross = _tiny_study()
+    curves = curves.assign(revision_sha=["abc123", "abc123"])
     table = checkpoint_controls(validate({}), curves, samples, distances, cross).set_index("domain")
+    assert table.loc["alpha", "revision_sha"] == "abc123"  # each checkpoint row names its hub commit
     # alpha's memorized 1-2, 1-3 against beta's memorized 1,0-2, 0-2: lev 2, 1, 3, 2 -> 2 (the not-memorized 2-2 is out)
     assert table.loc["alpha", "between_distance"] == pytest.approx(2.0)
     assert table.loc["alpha", "within_pooled"] == 1.0  # distances.parquet's all-pairs row of the group

@@ -25,6 +25,8 @@ SKIPPED_NAMES = {"lm_eval.json", "report.html", ".snakemake_timestamp"}
 VOLATILE_METADATA = {"seconds", "device"}
 # The tables and the gathered per-sample metrics of a run (sorted as the test lists them).
 HEADLINE = [
+    "tables/controls.csv",
+    "tables/controls_checkpoints.csv",
     "tables/correlations.csv",
     "tables/onset.csv",
     *(

@@ -125,6 +125,7 @@ CHECKPOINT_COLUMNS = [
     "domain",
     "ckpt",
     "step",
+    "revision_sha",
     "log_step",
     "accuracy",
     "n_samples",
@@ -385,6 +386,7 @@ def checkpoint_controls(
                     "domain": domain,
                     "ckpt": ckpt,
                     "step": step,
+                    "revision_sha": getattr(row, "revision_sha", None),  # the hub commit; None for local checkpoints
                     "log_step": float(log_steps([step])[0]),
                     "accuracy": float(row.accuracy),
                     **parts,

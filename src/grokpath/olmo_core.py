@@ -194,7 +194,7 @@ def _save_hf_model(
         hf_config.save_pretrained(staging)
         save_file({key: value.contiguous() for key, value in hf_state.items()}, os.path.join(staging, "model.safetensors"))
         hf_model, info = AutoModelForCausalLM.from_pretrained(
-            staging, dtype=next(iter(hf_state.values())).dtype, output_loading_info=True
+            staging, dtype=next(iter(hf_state.values())).dtype, output_loading_info=True, trust_remote_code=False
         )
     problems = {kind: sorted(map(str, keys)) for kind, keys in info.items() if kind != "error_msgs" and keys}
     if problems:
