@@ -83,6 +83,34 @@ MINI_CONFIG = REPO / "config" / "config.yaml"  # study configs stand alone: over
 SMOKE_ARGS = ("--cores", "2", "--configfile", str(MINI_CONFIG), str(REPO / "config" / "smoke.yaml"))
 
 
+# Users of the session-scoped smoke runs; with SLURM's smoke test, they share one xdist worker.
+SMOKE_FIXTURES = {"smoke_run", "offline_resumed_run"}
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist's own hook reads the groups
+def pytest_collection_modifyitems(config, items):
+    """Groups for `--dist loadgroup` (pyproject's addopts): each session or module fixture is built once.
+
+    The smoke runs' users form one group; every other test stays with its file. Groups that hold end-to-end
+    or SLURM runs go first, and in the smoke group the SLURM run goes first, so that one worker's waits (on
+    SLURM's status polls, on subprocesses) overlap the other worker's CPU work.
+    """
+    for item in items:
+        smoke = bool(SMOKE_FIXTURES & set(item.fixturenames))
+        item.add_marker(pytest.mark.xdist_group("smoke" if smoke else item.path.stem))
+    group = {item: item.get_closest_marker("xdist_group").args[0] for item in items}
+    long_groups = {group[item] for item in items if item.get_closest_marker("e2e") or item.get_closest_marker("slurm")}
+    items.sort(
+        key=lambda item: (group[item] != "smoke", group[item] not in long_groups, item.get_closest_marker("slurm") is None)
+    )
+
+
+def pytest_collection_finish(session):
+    """On an xdist worker: a pytest whose node ids xdist cannot tag would build each session run once per worker."""
+    if getattr(session.config.option, "loadgroup", False) and not any("@" in item.nodeid for item in session.items):
+        raise pytest.UsageError("pytest-xdist did not apply the xdist_group marks: use the pytest that pyproject.toml pins")
+
+
 @pytest.fixture(scope="session")
 def smoke_run(tmp_path_factory) -> Path:
     """Workdir holding results/ of one complete smoke run (and its report)."""

@@ -43,8 +43,9 @@ if ! command -v slurmctld >/dev/null || ! command -v slurmd >/dev/null || ! comm
     fi
     say "installing slurm-wlm and munge"
     export DEBIAN_FRONTEND=noninteractive
-    apt-get update -q >&2
-    apt-get install -y -q --no-install-recommends slurm-wlm munge >&2
+    # One install at a time: two test clusters may start together (pytest-xdist workers).
+    flock /tmp/grokpath-slurm-install.lock bash -c 'command -v slurmctld >/dev/null && command -v slurmd >/dev/null && command -v munged >/dev/null ||
+        { apt-get update -q && apt-get install -y -q --no-install-recommends slurm-wlm munge; }' >&2
 fi
 if [[ $(id -u) -ne 0 ]]; then
     say "must run as root (SlurmUser=root, munged runs as the user munge)"
