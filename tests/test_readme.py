@@ -152,6 +152,22 @@ def test_quick_start_is_exactly_two_commands_and_ci_runs_the_second():
     assert ci == [TEST_COMMAND]
 
 
+def test_readme_is_short_and_in_a_newcomers_order():
+    """What the tool does, the two commands, what you get, then use, the real study, cluster, layout, tests."""
+    text = README.read_text()
+    assert len(text.splitlines()) <= 220
+    assert re.findall(r"^## (.+)$", text, re.M) == [
+        "Quick start",
+        "What you get",
+        "Use grokpath on your own MoE",
+        "The real study",
+        "On a cluster",
+        "Layout",
+        "Tests",
+    ]
+    assert text.index("Find *grokking*") < text.index("## Quick start")
+
+
 def test_prose_names_only_tested_commands():
     """A command written inline in prose must be a tested command, or a step of one."""
     text = re.sub(r"^```.*?^```", "", README.read_text(), flags=re.M | re.S)
