@@ -83,7 +83,7 @@ MINI_CONFIG = REPO / "config" / "config.yaml"  # study configs stand alone: over
 SMOKE_ARGS = ("--cores", "2", "--configfile", str(MINI_CONFIG), str(REPO / "config" / "smoke.yaml"))
 
 
-# Users of the session-scoped smoke runs; with SLURM's smoke test, they share one xdist worker.
+# The session-scoped smoke runs: their users share one xdist worker.
 SMOKE_FIXTURES = {"smoke_run", "offline_resumed_run"}
 
 
@@ -95,10 +95,9 @@ def pytest_collection_modifyitems(config, items):
     or SLURM runs go first, and in the smoke group the SLURM run goes first, so that one worker's waits (on
     SLURM's status polls, on subprocesses) overlap the other worker's CPU work.
     """
+    group = {item: "smoke" if SMOKE_FIXTURES & set(item.fixturenames) else item.path.stem for item in items}
     for item in items:
-        smoke = bool(SMOKE_FIXTURES & set(item.fixturenames))
-        item.add_marker(pytest.mark.xdist_group("smoke" if smoke else item.path.stem))
-    group = {item: item.get_closest_marker("xdist_group").args[0] for item in items}
+        item.add_marker(pytest.mark.xdist_group(group[item]))
     long_groups = {group[item] for item in items if item.get_closest_marker("e2e") or item.get_closest_marker("slurm")}
     items.sort(
         key=lambda item: (group[item] != "smoke", group[item] not in long_groups, item.get_closest_marker("slurm") is None)

@@ -36,16 +36,22 @@ fi
 say() { echo "[run_local_slurm] $*" >&2; }
 
 # ---------------------------------------------------------------- packages
-if ! command -v slurmctld >/dev/null || ! command -v slurmd >/dev/null || ! command -v munged >/dev/null; then
+slurm_installed() { command -v slurmctld && command -v slurmd && command -v munged; } >/dev/null
+if ! slurm_installed; then
     if [[ $(id -u) -ne 0 ]] || ! command -v apt-get >/dev/null; then
         say "slurm-wlm/munge are missing and cannot be installed here (needs root and apt-get)"
         exit 3
     fi
-    say "installing slurm-wlm and munge"
-    export DEBIAN_FRONTEND=noninteractive
     # One install at a time: two test clusters may start together (pytest-xdist workers).
-    flock /tmp/grokpath-slurm-install.lock bash -c 'command -v slurmctld >/dev/null && command -v slurmd >/dev/null && command -v munged >/dev/null ||
-        { apt-get update -q && apt-get install -y -q --no-install-recommends slurm-wlm munge; }' >&2
+    exec 9>/tmp/grokpath-slurm-install.lock
+    flock 9
+    if ! slurm_installed; then
+        say "installing slurm-wlm and munge"
+        export DEBIAN_FRONTEND=noninteractive
+        apt-get update -q >&2
+        apt-get install -y -q --no-install-recommends slurm-wlm munge >&2
+    fi
+    exec 9>&-
 fi
 if [[ $(id -u) -ne 0 ]]; then
     say "must run as root (SlurmUser=root, munged runs as the user munge)"
