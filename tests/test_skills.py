@@ -330,3 +330,106 @@ def test_seeds_study_runs_the_pair_test_only_for_the_skills_world():
     assert skill_targets(skills_cfg) == ["results/tables/skill_pairs_skills.csv", "results/tables/skill_pairs_skills_summary.csv"]
     default_cfg = validate(yaml.safe_load((REPO / "config" / "config.yaml").read_text()))
     assert skill_targets(default_cfg) == []
+
+
+# ---------------------------------------------------------------- the steps format and routing at each step
+def test_steps_format_writes_every_intermediate_sequence_and_its_offsets():
+    world = skills_world(skills_format="steps")
+    corpus = build(world, domain_rng(world["seed"], "skills"))
+    direct = build(skills_world(), domain_rng(world["seed"], "skills"))
+    for split, rows in corpus.items():
+        for row, plain in zip(rows, direct[split]):
+            # the same draws as the direct format; its answer is the steps format's last step
+            assert row["prompt"] == plain["prompt"] and row["skills"] == plain["skills"]
+            steps = row["target"].split(" = ")
+            assert len(steps) == len(row["skills"]) and " " + steps[-1].strip() == plain["target"]
+            assert "step_offsets" not in plain and len(row["step_offsets"]) == len(row["skills"])
+            for offset, step in zip(row["step_offsets"], steps):
+                assert row["text"][offset:].startswith(step.strip()) and row["text"][offset - 1] == " "
+
+
+def test_steps_format_by_hand():
+    from grokpath.world.skills import _row, primitive_functions
+
+    row = _row(("dbl", "inc"), (4, 3, 6), primitive_functions(7, list(range(7))), steps=True)
+    # dbl: 8 6 12 -> 1 6 5; inc: 2 7 6 -> 2 0 6
+    assert row["prompt"] + row["target"] == "dbl inc 4 3 6 = 1 6 5 = 2 0 6"
+    assert row["step_offsets"] == [16, 24]
+
+
+def test_step_positions_are_the_tokens_before_each_step():
+    from grokpath.traces import step_positions
+
+    text = "dbl inc 4 3 6 = 1 6 5 = 2 0 6\n"
+    records = [{"sample_id": "a", "text": text, "step_offsets": [16, 24]}]
+    tokenizer = build_tokenizer([text])
+    ids = tokenizer([text])["input_ids"]
+    # <bos> dbl inc 4 3 6 = 1 6 5 = 2 0 6 \n: the two "=" at 6 and 10
+    assert step_positions(tokenizer, records, ids, "t") == [[6, 10]]
+    assert answer_positions(tokenizer, [{**records[0], "prompt": "dbl inc 4 3 6 ="}], ids) == [6]
+    from grokpath.data import DataError
+
+    with pytest.raises(DataError, match="field 'step_offsets' entry 24"):
+        step_positions(tokenizer, records, [ids[0][:10]], "t")  # truncated before the second step
+    with pytest.raises(DataError, match="field 'step_offsets' missing"):
+        step_positions(tokenizer, [{"sample_id": "a", "text": text}], ids, "t")
+
+
+def test_routing_at_several_positions_equals_one_at_a_time():
+    model = tiny_olmoe(seed=3, vocab_size=30).eval()
+    input_ids = torch.tensor([[1, 5, 6, 7, 8, 9], [1, 4, 3, 2, 0, 0]])
+    attention_mask = torch.tensor([[1, 1, 1, 1, 1, 1], [1, 1, 1, 1, 0, 0]])
+    both = trace_pass(model, input_ids, attention_mask, positions=torch.tensor([[4, 1], [2, 3]]))
+    assert both.routing_at.shape == (2, 2, model.config.num_hidden_layers, model.config.num_experts)
+    for column in range(2):
+        one = trace_pass(model, input_ids, attention_mask, positions=torch.tensor([[4, 1], [2, 3]])[:, column])
+        torch.testing.assert_close(both.routing_at[:, column], one.routing_at)
+
+
+def test_run_traces_writes_routing_at_every_step(tmp_path):
+    import pyarrow.parquet as pq
+
+    from grokpath.config import load_schema
+    from grokpath.traces import run_traces
+
+    world = skills_world(skills_format="steps")
+    corpus = build(world, domain_rng(world["seed"], "skills"))
+    records = {split: rows[:5] for split, rows in corpus.items()}
+    tokenizer = build_tokenizer([r["text"] for rows in corpus.values() for r in rows])
+    model = tiny_olmoe(seed=1, vocab_size=len(tokenizer)).eval()
+    with torch.no_grad():  # routers start at zero: give them weights so routing differs between positions
+        for layer in model.model.layers:
+            layer.mlp.gate.weight.normal_(0, 1.0)
+    model.save_pretrained(tmp_path / "ckpt")
+    tokenizer.save_pretrained(tmp_path / "ckpt")
+    domains = {"skills": {}}
+    for split, rows in records.items():
+        path = tmp_path / f"{split}.jsonl"
+        path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+        domains["skills"][split] = str(path)
+    cfg = validate({"domains": domains, "traces": {"positions": ["mean", "answer", "steps"], "max_length": 32}}, load_schema())
+    run_traces(cfg, tmp_path / "ckpt", "step000001", tmp_path / "out")
+    table = pq.read_table(tmp_path / "out" / "skills_train.parquet").to_pylist()
+    by_id = {r["sample_id"]: r for r in records["train"]}
+    for row in table:
+        record = by_id[row["sample_id"]]
+        steps = np.array(row["routing_steps"])
+        assert steps.shape == (len(record["skills"]), model.config.num_hidden_layers * model.config.num_experts)
+        np.testing.assert_allclose(steps[0], row["routing_answer"], rtol=1e-6)  # step 1 applies at the prompt's "="
+        ids = tokenizer([record["text"]], return_tensors="pt")["input_ids"]
+        at = [i for i, t in enumerate(tokenizer.convert_ids_to_tokens(ids[0])) if t == "▁="]
+        alone = trace_pass(model, ids, torch.ones_like(ids), positions=torch.tensor([at]))
+        np.testing.assert_allclose(steps, alone.routing_at[0].reshape(len(at), -1).numpy(), rtol=1e-5, atol=1e-6)
+
+
+def test_pair_test_over_step_units_by_hand():
+    # units: A#0 inc, A#1 rev; B#0 inc; C#0 rev, C#1 dbl. Pairs within A and within C are left out.
+    frames = {("s1", 1): pd.DataFrame({"sample_id": ["A#0", "A#1", "B#0", "C#0", "C#1"], "pathway": ["1", "2", "1", "3", "4"]})}
+    labels = {"A#0": ["inc"], "A#1": ["rev"], "B#0": ["inc"], "C#0": ["rev"], "C#1": ["dbl"]}
+    samples = {"A#0": "A", "A#1": "A", "B#0": "B", "C#0": "C", "C#1": "C"}
+    table = skill_pairs_checkpoints(frames, labels, {1: 0.5}, "char", 50, 0.95, np.random.default_rng(0), samples)
+    row = table[table["view"] == "distance"].iloc[0]
+    # same skill: A#0-B#0 (d 0), A#1-C#0 (d 1); different: A#0-C#0, A#0-C#1, A#1-B#0, B#0-C#0, B#0-C#1, A#1-C#1 (all d 1)
+    assert (row["n_share"], row["n_none"]) == (2, 6)
+    assert row["mean_share"] == pytest.approx(0.5) and row["mean_none"] == pytest.approx(1.0)
+    assert row["gap"] == pytest.approx(0.5) and row["gap_lo"] <= row["gap_hi"]

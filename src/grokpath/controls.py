@@ -667,15 +667,20 @@ def shared_skill_matrix(skills: list[list[str]]) -> np.ndarray:
     return share
 
 
-def skill_pair_means(distances: np.ndarray, share: np.ndarray, weights: np.ndarray | None = None) -> dict:
+def skill_pair_means(
+    distances: np.ndarray, share: np.ndarray, weights: np.ndarray | None = None, eligible: np.ndarray | None = None
+) -> dict:
     """Mean distance over pairs i < j that share a skill, that share none, and over all pairs.
 
     ``weights`` (n_boot, N) are bootstrap counts: a pair of distinct samples i, j then counts
     w_i·w_j times (pairs of a sample with its own copies are left out); the values become arrays
-    (n_boot,). ``gap`` = mean_none − mean_share: positive when pairs that share a skill route closer.
+    (n_boot,). ``eligible`` (N, N) bool limits the pairs (default: every i ≠ j; the step units of
+    one sample are left out of each other's pairs). ``gap`` = mean_none − mean_share: positive when
+    pairs that share a skill route closer.
     """
     n = distances.shape[0]
-    off = ~np.eye(n, dtype=bool)
+    off = ~np.eye(n, dtype=bool) if eligible is None else np.asarray(eligible, dtype=bool) & ~np.eye(n, dtype=bool)
+    share = share & off
     none = off & ~share
     w = np.ones((1, n)) if weights is None else np.asarray(weights, dtype=float)
 
@@ -705,12 +710,15 @@ def skill_pairs_checkpoints(
     n_boot: int,
     ci: float,
     rng: np.random.Generator,
+    samples: dict[str, str] | None = None,
 ) -> pd.DataFrame:
     """Per checkpoint and view, the pair means and the gap with a percentile bootstrap CI over samples.
 
     ``pathways_by_ckpt`` maps (ckpt, step) to a frame with sample_id, pathway; the same samples
     at every checkpoint, and one resample of them for all checkpoints (so the CIs of two
-    checkpoints are draws of the same samples).
+    checkpoints are draws of the same samples). With ``samples`` (unit id -> sample id), the rows
+    are units of samples (the steps of ``traces.positions: steps``): pairs of one sample's units
+    are left out, and the bootstrap resamples samples, each with all its units.
     """
     frames = {
         key: frame.sort_values("sample_id", kind="stable").reset_index(drop=True) for key, frame in pathways_by_ckpt.items()
@@ -720,7 +728,13 @@ def skill_pairs_checkpoints(
     if missing:
         raise ValueError(f"sample '{missing[0]}' has no skill labels ({len(missing)} such samples)")
     share = shared_skill_matrix([skills[s] for s in ids])
-    weights = rng.multinomial(len(ids), np.full(len(ids), 1.0 / len(ids)), size=n_boot) if ids else None
+    owner = [s if samples is None else samples[s] for s in ids]
+    clusters, unit_cluster = np.unique(owner, return_inverse=True)
+    eligible = None if samples is None else unit_cluster[:, None] != unit_cluster[None, :]
+    weights = None
+    if ids:
+        per_sample = rng.multinomial(len(clusters), np.full(len(clusters), 1.0 / len(clusters)), size=n_boot)
+        weights = per_sample[:, unit_cluster]
     rows = []
     for (ckpt, step), frame in sorted(frames.items(), key=lambda kv: kv[0][1]):
         if frame["sample_id"].tolist() != ids:
@@ -728,8 +742,8 @@ def skill_pairs_checkpoints(
         strings = frame["pathway"].tolist()
         for view in SKILL_VIEWS:
             matrix = distance_matrix(strings, level) if view == "distance" else per_character_matrix(strings, level)
-            point = skill_pair_means(matrix, share)
-            draws = skill_pair_means(matrix, share, weights)["gap"]
+            point = skill_pair_means(matrix, share, eligible=eligible)
+            draws = skill_pair_means(matrix, share, weights, eligible)["gap"]
             lo, hi = percentile_ci(draws, ci)
             rows.append(
                 {
@@ -806,7 +820,9 @@ def skill_pairs_markdown(checkpoints: pd.DataFrame, summary: pd.DataFrame) -> st
 
 
 def _trace_routing(path: Path, column: str) -> tuple[pd.DataFrame, np.ndarray]:
-    """sample_id, ckpt, step and one routing column (N, L, K) of a trace file (L, K from its metadata)."""
+    """sample_id, ckpt, step and one routing column (N, L, K) of a trace file (L, K from its metadata).
+    A list column (``routing_steps``) gives one row per (sample, step), numbered in ``unit``."""
+    import pyarrow as pa
     import pyarrow.parquet as pq
 
     from grokpath.io import read_metadata
@@ -816,9 +832,15 @@ def _trace_routing(path: Path, column: str) -> tuple[pd.DataFrame, np.ndarray]:
         raise ValueError(f"trace file {path} lacks column '{column}' (traces.positions)")
     table = pq.read_table(path, columns=["sample_id", "ckpt", "step", column])
     meta = read_metadata(path)
-    flat = table.column(column).combine_chunks().flatten().to_numpy(zero_copy_only=False)
+    values = table.column(column).combine_chunks()
     frame = table.drop([column]).to_pandas()
     frame["sample_id"] = frame["sample_id"].astype(str)
+    if pa.types.is_list(values.type) and pa.types.is_list(values.type.value_type):  # a list of distributions per sample
+        counts = values.value_lengths().to_numpy(zero_copy_only=False)
+        frame = frame.loc[np.repeat(frame.index.to_numpy(), counts)].reset_index(drop=True)
+        frame["unit"] = np.concatenate([np.arange(c) for c in counts]) if len(counts) else np.zeros(0, int)
+        values = values.flatten()
+    flat = values.flatten().to_numpy(zero_copy_only=False)
     return frame, np.asarray(flat, dtype=np.float32).reshape(len(frame), int(meta["L"]), int(meta["K"]))
 
 
@@ -833,6 +855,19 @@ def read_skill_labels(path: Path) -> dict[str, list[str]]:
             raise DataError(f"{path}:{line_no}: field 'skills' missing or not a list of strings")
         labels[str(record["sample_id"])] = skills
     return labels
+
+
+def _step_labels(frame: pd.DataFrame, skills: dict[str, list[str]], path) -> tuple[dict[str, list[str]], dict[str, str]]:
+    """Per step unit ``<sample_id>#<k>``: the one skill step k applies, and the sample it belongs to.
+    A sample must have one step per skill."""
+    counts = frame.groupby("sample_id")["unit"].size()
+    for sample_id, n in counts.items():
+        if sample_id not in skills:
+            raise ValueError(f"sample '{sample_id}' has no skill labels")
+        if n != len(skills[sample_id]):
+            raise ValueError(f"{path}: sample '{sample_id}' has {n} steps traced but {len(skills[sample_id])} skills")
+    labels = {f"{s}#{u}": [skills[s][u]] for s, u in zip(frame["sample_id"], frame["unit"])}
+    return labels, {f"{s}#{u}": s for s, u in zip(frame["sample_id"], frame["unit"])}
 
 
 def write_skill_pairs(
@@ -860,19 +895,23 @@ def write_skill_pairs(
     tables = []
     for positions in cfg["traces"]["positions"]:
         column = "routing" if positions == "mean" else f"routing_{positions}"
-        by_ckpt = {}
+        by_ckpt, labels, samples = {}, skills, None
         for path in trace_paths:
             frame, routing = _trace_routing(Path(path), column)
             strings = pathway_strings(routing, pathways_cfg["threshold"], pathways_cfg["include_crossing"])
             frame = frame.assign(pathway=strings).sort_values("sample_id", kind="stable")
             if keep is None:
-                ids = frame["sample_id"].to_numpy()
+                ids = frame["sample_id"].drop_duplicates().to_numpy()
                 n = min(len(ids), section["max_samples"])
                 keep = set(ids[np.sort(rng.choice(len(ids), size=n, replace=False))])
-            by_ckpt[str(frame["ckpt"].iloc[0]), int(frame["step"].iloc[0])] = frame[frame["sample_id"].isin(keep)]
+            frame = frame[frame["sample_id"].isin(keep)]
+            if "unit" in frame:  # one row per step: labelled by the skill that step applies
+                labels, samples = _step_labels(frame, skills, path)
+                frame = frame.assign(sample_id=[f"{s}#{u}" for s, u in zip(frame["sample_id"], frame["unit"])])
+            by_ckpt[str(frame["ckpt"].iloc[0]), int(frame["step"].iloc[0])] = frame
         boot_rng = domain_rng(analysis["bootstrap"]["seed"], domain, 5)  # the same resample for every position
         part = skill_pairs_checkpoints(
-            by_ckpt, skills, accuracy, pathways_cfg["level"], section["n_boot"], analysis["bootstrap"]["ci"], boot_rng
+            by_ckpt, labels, accuracy, pathways_cfg["level"], section["n_boot"], analysis["bootstrap"]["ci"], boot_rng, samples
         )
         tables.append(part.assign(domain=domain, positions=positions))
     checkpoints = pd.concat(tables, ignore_index=True)[SKILL_PAIR_COLUMNS]

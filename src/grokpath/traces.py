@@ -19,8 +19,10 @@ routed layers in decoder order, their real indices in the metadata key ``layers`
 decoder layers without a router in ``dense_layers``); with ``traces.positions`` naming
 ``answer``, also routing_answer (same type): the routing distribution at the last prompt
 token alone, the position whose output predicts the first answer token
-(:func:`answer_positions`). A token mean mixes in which template tokens a text is made of;
-routing at one chosen position does not.
+(:func:`answer_positions`); naming ``steps``, routing_steps (list<fixed_size_list<float32>[L*K]>):
+one distribution per entry of the record's ``step_offsets``, at the token before that
+character, the position whose output predicts the step's first token (:func:`step_positions`).
+A token mean mixes in which template tokens a text is made of; routing at chosen positions does not.
 """
 
 from __future__ import annotations
@@ -61,7 +63,7 @@ class TraceBatch:
     token_expert_ids: torch.Tensor | None = None  # (B, T, L, top_k) int64, the experts each token was dispatched to
     token_weights: torch.Tensor | None = None  # (B, T, L, top_k) float32, their weights
     token_entropy: float | None = None  # mean per-token entropy (nats) of the full routing distribution
-    routing_at: torch.Tensor | None = None  # (B, L, K) float32, the routing distribution at one chosen position per sample
+    routing_at: torch.Tensor | None = None  # (B, [P,] L, K) float32, the routing distribution at chosen positions per sample
 
 
 _CHUNK_BYTES = 2**21  # float32 logits per loss chunk on the CPU: about 2 MiB, so each chunk stays in cache
@@ -141,7 +143,8 @@ def trace_pass(
 
     The loss is over ``loss_mask`` tokens when given; routing is always over all real
     tokens. Both are reduced on the model's device and copied to the CPU once. With
-    ``positions`` (B,), ``routing_at`` is each sample's routing distribution at that position.
+    ``positions`` (B,) or (B, P), ``routing_at`` (B, [P,] L, K) is each sample's routing
+    distribution at those positions.
     """
     device = next(model.parameters()).device
     input_ids, attention_mask = input_ids.to(device), attention_mask.to(device)
@@ -151,9 +154,9 @@ def trace_pass(
     loss = sample_losses(out.logits, input_ids, attention_mask, None if loss_mask is None else loss_mask.to(device))
     result = TraceBatch(loss=loss.cpu(), routing=routing.means().cpu(), token_entropy=routing.mean_entropy() if entropy else None)
     if keep:
-        rows = torch.arange(input_ids.shape[0], device=device)
         at = torch.as_tensor(positions, device=device)
-        result.routing_at = torch.stack([dist[rows, at] for dist, _ in routing.kept], dim=1).float().cpu()  # (B, L, K)
+        rows = torch.arange(input_ids.shape[0], device=device).reshape(-1, *[1] * (at.dim() - 1))
+        result.routing_at = torch.stack([dist[rows, at] for dist, _ in routing.kept], dim=-2).float().cpu()
     if per_token:
         result.token_expert_ids = torch.stack(routing.token_ids, dim=2).cpu()  # (B, T, L, k)
         result.token_weights = torch.stack(routing.token_weights, dim=2).cpu()
@@ -186,6 +189,12 @@ def _dictionary(values: list[str]) -> pa.DictionaryArray:
     return pa.array(values, pa.string()).dictionary_encode()
 
 
+def position_type(position: str, n_routing: int) -> pa.DataType:
+    """The column type of ``routing_<position>``: one distribution per sample, or a list of them (``steps``)."""
+    one = pa.list_(pa.float32(), n_routing)
+    return pa.list_(one) if position == "steps" else one
+
+
 def trace_schema(n_routing: int, extra_positions: tuple[str, ...] = ()) -> pa.Schema:
     """The trace file's schema; each of ``extra_positions`` adds a column ``routing_<position>``."""
     return pa.schema(
@@ -199,7 +208,7 @@ def trace_schema(n_routing: int, extra_positions: tuple[str, ...] = ()) -> pa.Sc
             ("n_tokens", pa.int32()),
             ("loss", pa.float32()),
             ("routing", pa.list_(pa.float32(), n_routing)),
-            *[(f"routing_{position}", pa.list_(pa.float32(), n_routing)) for position in extra_positions],
+            *[(f"routing_{position}", position_type(position, n_routing)) for position in extra_positions],
         ]
     )
 
@@ -263,6 +272,31 @@ def answer_positions(tokenizer, records: list[dict], token_ids: list[list[int]])
     return [min(start - 1, len(ids) - 1) for start, ids in zip(starts, token_ids)]
 
 
+def step_positions(tokenizer, records: list[dict], token_ids: list[list[int]], where: str) -> list[list[int]]:
+    """Per record, for each entry of its ``step_offsets`` (character offsets in ``text`` where a step's
+    output begins), the position of the token before the token holding that character: the position
+    whose output predicts the step's first token. Needs a fast tokenizer (offsets)."""
+    if not tokenizer.is_fast:
+        raise DataError(f"{where}: traces.positions 'steps' needs a fast tokenizer (character offsets)")
+    spans_of = tokenizer([r["text"] for r in records], add_special_tokens=True, return_offsets_mapping=True)["offset_mapping"]
+    out = []
+    for record, spans, ids in zip(records, spans_of, token_ids):
+        offsets = record.get("step_offsets")
+        if not isinstance(offsets, list) or not offsets or not all(isinstance(o, int) for o in offsets):
+            raise DataError(f"{where}: sample '{record['sample_id']}': field 'step_offsets' missing or not a list of integers")
+        found = []
+        for offset in offsets:
+            token = next((t for t, (start, end) in enumerate(spans) if start <= offset < end), None)
+            if token is None or token < 1 or token >= len(ids):
+                raise DataError(
+                    f"{where}: sample '{record['sample_id']}': field 'step_offsets' entry {offset} is not at a token "
+                    f"after the first within traces.max_length={len(ids)}"
+                )
+            found.append(token - 1)
+        out.append(found)
+    return out
+
+
 def trace_split(
     model,
     token_ids: list[list[int]],
@@ -270,14 +304,14 @@ def trace_split(
     traces: dict,
     desc: str,
     loss_starts: list[int] | None = None,
-    positions: list[int] | None = None,
-) -> tuple[np.ndarray, np.ndarray, list[TraceBatch], list[int], np.ndarray | None]:
+    positions: list[list[int]] | None = None,
+) -> tuple[np.ndarray, np.ndarray, list[TraceBatch], list[int], list[np.ndarray] | None]:
     """Loss (N,) and token-mean routing (N, L, K) in input order, streaming length-sorted batches.
 
     ``loss_starts[i]``, if given, is sample i's first loss position (the loss is over
     tokens from there on). Also returns the batches and their sample order (for per-token output),
-    and, with ``positions`` (one per sample), the routing (N, L, K) at those positions (else None),
-    from the same forward passes.
+    and, with ``positions`` (a list per sample), the routing (P_i, L, K) at sample i's positions
+    (else None), from the same forward passes.
     """
     order = sorted(range(len(token_ids)), key=lambda i: len(token_ids[i]))  # less padding per batch
     batch_size = int(traces["batch_size"])
@@ -291,6 +325,10 @@ def trace_split(
             input_ids[row, : len(token_ids[i])] = torch.tensor(token_ids[i])
             attention_mask[row, : len(token_ids[i])] = 1
         loss_mask = None if loss_starts is None else answer_mask(attention_mask, [loss_starts[i] for i in index])
+        at_batch = None
+        if positions is not None:  # padded with each sample's first position, cut off again below
+            width_at = max(len(positions[i]) for i in index)
+            at_batch = torch.tensor([positions[i] + positions[i][:1] * (width_at - len(positions[i])) for i in index])
         result = trace_pass(
             model,
             input_ids,
@@ -299,12 +337,12 @@ def trace_split(
             traces["router"],
             traces["per_token"],
             loss_mask=loss_mask,
-            positions=None if positions is None else torch.tensor([positions[i] for i in index]),
+            positions=at_batch,
         )
         for row, i in enumerate(index):
             losses[i], routings[i] = result.loss[row].item(), result.routing[row].numpy()
             if positions is not None:
-                at[i] = result.routing_at[row].numpy()
+                at[i] = result.routing_at[row, : len(positions[i])].numpy().astype(np.float32)
         if traces["per_token"]:
             batches.append(result)
     n = len(token_ids)
@@ -313,7 +351,7 @@ def trace_split(
         np.stack([routings[i] for i in range(n)]).astype(np.float32),
         batches,
         order,
-        None if positions is None else np.stack([at[i] for i in range(n)]).astype(np.float32),
+        None if positions is None else [at[i] for i in range(n)],
     )
 
 
@@ -358,6 +396,17 @@ def per_token_table(
     )
 
 
+def position_column(position: str, values: list[np.ndarray], n_routing: int) -> pa.Array:
+    """``routing_<position>`` from per-sample (P_i, L, K) arrays: P_i = 1 each, or a list per sample (``steps``)."""
+    flat = pa.FixedSizeListArray.from_arrays(
+        pa.array(np.concatenate([v.reshape(-1) for v in values]).astype(np.float32)), n_routing
+    )
+    if position != "steps":
+        return flat
+    offsets = np.concatenate([[0], np.cumsum([len(v) for v in values])]).astype(np.int32)
+    return pa.ListArray.from_arrays(pa.array(offsets), flat)
+
+
 def run_traces(cfg: dict, checkpoint_dir: Path | str, ckpt: str, out_dir: Path | str, threads: int | None = None) -> list[Path]:
     """Trace every (domain, split) of ``cfg['domains']`` through checkpoint ``ckpt``, loading it once.
 
@@ -376,7 +425,7 @@ def run_traces(cfg: dict, checkpoint_dir: Path | str, ckpt: str, out_dir: Path |
         raise DataError("domains is empty: configure at least one domain to trace")
     paths = {(d, s): split_path(domains, d, s) for d in domains for s in SPLITS}
     require = ("sample_id", "text") + (("prompt", "target") if loss_on == "target" else ())
-    require += ("prompt",) if extra_positions and "prompt" not in require else ()
+    require += ("prompt",) if "answer" in extra_positions and "prompt" not in require else ()
     records_of = {key: read_split(path, require) for key, path in paths.items()}  # all data checked first
     verify_checkpoint_dir(checkpoint_dir)
 
@@ -388,11 +437,17 @@ def run_traces(cfg: dict, checkpoint_dir: Path | str, ckpt: str, out_dir: Path |
         path = paths[domain, split]
         token_ids, n_truncated = tokenize_split(tokenizer, records, max_length, path)
         starts = target_starts(tokenizer, records, token_ids, path) if loss_on == "target" else None
-        if extra_positions:
+        if "answer" in extra_positions:
             for record in records:
                 if not record["text"].startswith(record["prompt"]):
                     raise DataError(f"{path}: sample '{record['sample_id']}': field 'text' does not start with field 'prompt'")
-        inputs[domain, split] = (records, token_ids, n_truncated, starts)
+        at = {}  # each extra position's token positions per record, checked before the model load
+        for position in extra_positions:
+            if position == "answer":
+                at[position] = [[p] for p in answer_positions(tokenizer, records, token_ids)]
+            else:
+                at[position] = step_positions(tokenizer, records, token_ids, path)
+        inputs[domain, split] = (records, token_ids, n_truncated, starts, at)
         if n_truncated:
             log.info("%s: %d of %d samples truncated to %d tokens", path, n_truncated, len(records), max_length)
 
@@ -420,13 +475,16 @@ def run_traces(cfg: dict, checkpoint_dir: Path | str, ckpt: str, out_dir: Path |
         base_metadata["positions"] = ["mean", *extra_positions]
 
     written = []
-    for (domain, split), (records, token_ids, n_truncated, starts) in inputs.items():
-        # "answer" is the one position besides the mean (schema enum): read in the same forward passes
-        positions = answer_positions(tokenizer, records, token_ids) if extra_positions else None
+    for (domain, split), (records, token_ids, n_truncated, starts, at) in inputs.items():
+        # every extra position of a sample is read in the same forward pass: one list per sample, cut apart after
+        positions = [sum((at[p][i] for p in extra_positions), []) for i in range(len(records))] if extra_positions else None
         loss, routing, batches, order, routing_at = trace_split(
             model, token_ids, pad_id, traces, f"{ckpt} {domain}/{split}", starts, positions
         )
-        at_position = {position: routing_at for position in extra_positions}
+        at_position = {}
+        for position in extra_positions:
+            before = [sum(len(at[p][i]) for p in extra_positions[: extra_positions.index(position)]) for i in range(len(records))]
+            at_position[position] = [routing_at[i][b : b + len(at[position][i])] for i, b in enumerate(before)]
         sample_ids = [r["sample_id"] for r in records]
         rows = sorted(range(len(records)), key=lambda i: sample_ids[i])
         n = len(rows)
@@ -442,8 +500,8 @@ def run_traces(cfg: dict, checkpoint_dir: Path | str, ckpt: str, out_dir: Path |
                 pa.array(loss[rows]),
                 pa.FixedSizeListArray.from_arrays(pa.array(routing[rows].reshape(-1)), n_layers * n_experts),
                 *[
-                    pa.FixedSizeListArray.from_arrays(pa.array(values[rows].reshape(-1)), n_layers * n_experts)
-                    for values in at_position.values()
+                    position_column(position, [values[i] for i in rows], n_layers * n_experts)
+                    for position, values in at_position.items()
                 ],
             ],
             schema=trace_schema(n_layers * n_experts, tuple(at_position)),

@@ -4,7 +4,12 @@ A library of primitives acts on a sequence of ``world.skills_length`` numbers mo
 ``world.modulus``: elementwise ones (``inc`` +1, ``add3`` +3, ``dbl`` ×2, ``neg`` −x,
 ``map`` through a seeded permutation of 0..p-1) and order ones (``rev`` reverse, ``rot``
 rotate left by one, ``swap`` swap the first two). A text names 2 to 4 distinct primitives,
-applied left to right, then the operands: ``inc rev map 3 5 1 6 = 2 0 4 5``.
+applied left to right, then the operands: ``inc rev map 3 5 1 6 = 2 0 4 5``. With
+``world.skills_format: steps`` the answer writes the sequence after every primitive, one
+``=`` each (``inc rev map 3 5 1 6 = 4 6 2 0 = 0 2 6 4 = 2 0 4 5``): each step applies one
+named primitive to the sequence just written, so an unseen composition can be answered
+by applying seen primitives in turn (step-by-step outputs are what let transformers
+compose functions they never saw composed: Ramesh et al., arXiv 2311.12997).
 
 Every record carries its ``skills`` (the primitives of its composition, in order), so
 which samples SHOULD share a route is known: samples of one composition share every
@@ -60,10 +65,20 @@ def compositions(library: list[str], depths: list[int], cap: int, rng: np.random
     return out
 
 
-def _row(skills: tuple[str, ...], operands: tuple[int, ...], functions: dict) -> tuple[str, str, list[str]]:
+def _row(skills: tuple[str, ...], operands: tuple[int, ...], functions: dict, steps: bool) -> dict:
+    """prompt, target and skills; with ``steps``, also ``step_offsets``: the character offset in ``text``
+    of each step's first output number (the token before it is where that step's primitive applies)."""
     prompt = " ".join(skills) + " " + " ".join(map(str, operands)) + " ="
-    answer = apply_skills(list(skills), operands, functions)
-    return prompt, " " + " ".join(map(str, answer)), list(skills)
+    sequences = [apply_skills(list(skills[: k + 1]), operands, functions) for k in range(len(skills))]
+    shown = [" ".join(map(str, seq)) for seq in (sequences if steps else sequences[-1:])]
+    row = {"prompt": prompt, "target": " " + " = ".join(shown), "skills": list(skills)}
+    if steps:
+        offsets, at = [], len(prompt) + 1
+        for part in shown:
+            offsets.append(at)
+            at += len(part) + len(" = ")
+        row["step_offsets"] = offsets
+    return row
 
 
 def build(world: dict, rng: np.random.Generator) -> dict[str, list[dict]]:
@@ -77,6 +92,7 @@ def build(world: dict, rng: np.random.Generator) -> dict[str, list[dict]]:
     functions = primitive_functions(p, rng.permutation(p).tolist())
     combos = compositions(library, list(range(min_depth, max_depth + 1)), world["skills_compositions"], rng)
     parts = split_items(combos, rng, {**world, "max_test": len(combos), "max_validation": len(combos)})
+    steps = world["skills_format"] == "steps"
 
     def draws(n: int) -> list[tuple[int, ...]]:
         return [tuple(int(x) for x in rng.integers(0, p, size=length)) for _ in range(n)]
@@ -84,14 +100,18 @@ def build(world: dict, rng: np.random.Generator) -> dict[str, list[dict]]:
     out = {}
     for split, combos_in in parts.items():
         n_draws = world["skills_operands"]
-        rows = [_row(skills, ops, functions) for skills in combos_in for ops in draws(n_draws)]
+        rows = [_row(skills, ops, functions, steps) for skills in combos_in for ops in draws(n_draws)]
         if split == "train":
-            rows = [_row((name,), ops, functions) for name in library for ops in draws(world["skills_atoms"])] + rows
+            rows = [_row((name,), ops, functions, steps) for name in library for ops in draws(world["skills_atoms"])] + rows
         else:  # the caps of the other domains, drawn over compositions so every held-out composition can appear
             cap = world["max_test"] if split == "test" else world["max_validation"]
             if len(rows) > cap:
                 rows = [rows[i] for i in sorted(rng.choice(len(rows), size=cap, replace=False))]
         out[split] = [
-            {**record(DOMAIN, split, i, prompt, target), "skills": skills} for i, (prompt, target, skills) in enumerate(rows)
+            {
+                **record(DOMAIN, split, i, row["prompt"], row["target"]),
+                **{k: v for k, v in row.items() if k not in ("prompt", "target")},
+            }
+            for i, row in enumerate(rows)
         ]
     return out
