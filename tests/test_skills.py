@@ -144,12 +144,13 @@ def test_generator_targets_follow_the_rule_with_its_permutation():
     for row in corpus["train"]:
         if row["skills"] == ["map"]:
             ops = [int(x) for x in row["prompt"].split()[1:-1]]
-            table.update(zip(ops, (int(x) for x in row["target"].split())))
+            table.update(zip(ops, (int(x) for x in row["target"].split())))  # an atom's target is one step
     assert sorted(table) == list(range(7)) and sorted(table.values()) == list(range(7))
     functions = primitive_functions(7, [table[i] for i in range(7)])
     for row in (r for rows in corpus.values() for r in rows):
         ops = tuple(int(x) for x in row["prompt"].split()[len(row["skills"]) : -1])
-        assert row["target"] == " " + " ".join(map(str, apply_skills(row["skills"], ops, functions)))
+        steps = [" ".join(map(str, apply_skills(row["skills"][: k + 1], ops, functions))) for k in range(len(row["skills"]))]
+        assert row["target"] == " " + " = ".join(steps)  # the steps format: the sequence after every primitive
 
 
 def test_generator_test_compositions_unseen_and_skills_seen():
@@ -219,14 +220,18 @@ def test_routing_at_position_equals_a_direct_hook():
 
 
 # ---------------------------------------------------------------- file to file
-def _trace_file(path, ckpt, step, ids, mean_experts, answer_experts):
-    """A trace file with L = 2, K = 4: routing 0.9 on the listed expert of each layer (so the pathway is "a-b")."""
+def _trace_file(path, ckpt, step, ids, mean_experts, answer_experts, step_experts):
+    """A trace file with L = 2, K = 4: routing 0.9 on the listed expert of each layer (so the pathway is "a-b");
+    ``step_experts`` holds a list of such pairs per sample (column routing_steps)."""
 
     def routing(experts):
-        out = np.full((len(ids), 2, 4), 0.1 / 3, dtype=np.float32)
+        out = np.full((len(experts), 2, 4), 0.1 / 3, dtype=np.float32)
         for i, (a, b) in enumerate(experts):
             out[i, 0, a] = out[i, 1, b] = 0.9
         return pa.FixedSizeListArray.from_arrays(pa.array(out.reshape(-1)), 8)
+
+    offsets = np.concatenate([[0], np.cumsum([len(e) for e in step_experts])]).astype(np.int32)
+    steps = pa.ListArray.from_arrays(pa.array(offsets), routing([pair for pairs in step_experts for pair in pairs]))
 
     n = len(ids)
     table = pa.Table.from_arrays(
@@ -241,22 +246,26 @@ def _trace_file(path, ckpt, step, ids, mean_experts, answer_experts):
             pa.array([1.0] * n, pa.float32()),
             routing(mean_experts),
             routing(answer_experts),
+            steps,
         ],
-        schema=trace_schema(8, ("answer",)),
+        schema=trace_schema(8, ("answer", "steps")),
     )
     write_parquet(table, path, {"L": 2, "K": 4})
 
 
-def test_write_skill_pairs_reads_both_positions(tmp_path):
+def test_write_skill_pairs_reads_every_position(tmp_path):
     ids = list("ABCD")
     (tmp_path / "train.jsonl").write_text("".join(json.dumps({"sample_id": s, "skills": k}) + "\n" for s, k in zip(ids, LABELS)))
     # mean: pathways with the hand distances of LABELS/PATHWAYS above; answer: every sample routed alike
     mean = [(0, 1), (0, 2), (3, 3), (0, 1)]  # "0-1","0-2","3-3","0-1": AB 1, AC 2, AD 0, BC 2, BD 1, CD 2
     same = [(2, 2)] * 4
+    # steps: each step routed by the skill it applies: inc "0-0", rev "1-1", dbl "2-2", neg "3-3", map "0-1"
+    by_skill = {"inc": (0, 0), "rev": (1, 1), "dbl": (2, 2), "neg": (3, 3), "map": (0, 1)}
+    steps = [[by_skill[s] for s in labels] for labels in LABELS]
     paths = []
     for ckpt, step in [("step000010", 10), ("step000020", 20)]:
         path = tmp_path / ckpt / "skills_train.parquet"
-        _trace_file(path, ckpt, step, ids, mean, same)
+        _trace_file(path, ckpt, step, ids, mean, same, steps)
         paths.append(path)
     pd.DataFrame({"domain": ["skills", "skills"], "step": [10, 20], "accuracy": [0.25, 0.5]}).to_parquet(
         tmp_path / "curves.parquet"
@@ -278,6 +287,13 @@ def test_write_skill_pairs_reads_both_positions(tmp_path):
     answer = out[(out["positions"] == "answer") & (out["view"] == "distance")]
     np.testing.assert_allclose(answer["gap"], [0.0, 0.0])
     assert pd.read_csv(tmp_path / "s.csv")["positions"].tolist().count("answer") == 4  # 2 views x (gap, mean_all)
+    # steps: units A0 inc, A1 rev, B0 inc, B1 dbl, C0 neg, C1 map, D0 rev; pairs within a sample left out (18 of 21).
+    # Same skill: A0-B0, A1-D0, both at distance 0. The 16 others: 4 at distance 1 (each with map's "0-1"), 12 at 2.
+    units = out[(out["positions"] == "steps") & (out["view"] == "distance")]
+    np.testing.assert_allclose(units["mean_share"], [0.0, 0.0])
+    np.testing.assert_allclose(units["mean_none"], [28 / 16, 28 / 16])
+    np.testing.assert_allclose(units["mean_all"], [28 / 18, 28 / 18])
+    assert units["n_samples"].tolist() == [7, 7] and units["n_share"].tolist() == [2, 2] and units["n_none"].tolist() == [16, 16]
 
 
 def test_write_skill_pairs_names_a_record_without_labels(tmp_path):
@@ -336,7 +352,7 @@ def test_seeds_study_runs_the_pair_test_only_for_the_skills_world():
 def test_steps_format_writes_every_intermediate_sequence_and_its_offsets():
     world = skills_world(skills_format="steps")
     corpus = build(world, domain_rng(world["seed"], "skills"))
-    direct = build(skills_world(), domain_rng(world["seed"], "skills"))
+    direct = build(skills_world(skills_format="direct"), domain_rng(world["seed"], "skills"))
     for split, rows in corpus.items():
         for row, plain in zip(rows, direct[split]):
             # the same draws as the direct format; its answer is the steps format's last step

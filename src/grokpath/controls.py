@@ -835,7 +835,7 @@ def _trace_routing(path: Path, column: str) -> tuple[pd.DataFrame, np.ndarray]:
     values = table.column(column).combine_chunks()
     frame = table.drop([column]).to_pandas()
     frame["sample_id"] = frame["sample_id"].astype(str)
-    if pa.types.is_list(values.type) and pa.types.is_list(values.type.value_type):  # a list of distributions per sample
+    if pa.types.is_list(values.type):  # a (variable-length) list of fixed-size distributions per sample
         counts = values.value_lengths().to_numpy(zero_copy_only=False)
         frame = frame.loc[np.repeat(frame.index.to_numpy(), counts)].reset_index(drop=True)
         frame["unit"] = np.concatenate([np.arange(c) for c in counts]) if len(counts) else np.zeros(0, int)
