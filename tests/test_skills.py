@@ -387,8 +387,10 @@ def test_step_positions_are_the_tokens_before_each_step():
 
     with pytest.raises(DataError, match="field 'step_offsets' entry 24"):
         step_positions(tokenizer, records, [ids[0][:10]], "t")  # truncated before the second step
-    with pytest.raises(DataError, match="field 'step_offsets' missing"):
-        step_positions(tokenizer, [{"sample_id": "a", "text": text}], ids, "t")
+    # a split without steps (the control domain) gets none; within a split with steps, each record needs them
+    assert step_positions(tokenizer, [{"sample_id": "b", "text": text}], ids, "t") == [[]]
+    with pytest.raises(DataError, match="sample 'b': field 'step_offsets' missing"):
+        step_positions(tokenizer, [records[0], {"sample_id": "b", "text": text}], ids * 2, "t")
 
 
 def test_routing_at_several_positions_equals_one_at_a_time():
@@ -418,11 +420,13 @@ def test_run_traces_writes_routing_at_every_step(tmp_path):
             layer.mlp.gate.weight.normal_(0, 1.0)
     model.save_pretrained(tmp_path / "ckpt")
     tokenizer.save_pretrained(tmp_path / "ckpt")
-    domains = {"skills": {}}
+    direct = build(skills_world(skills_format="direct"), domain_rng(world["seed"], "skills"))
+    domains = {"skills": {}, "plain": {}}  # plain: records without steps, as the control domain's
     for split, rows in records.items():
-        path = tmp_path / f"{split}.jsonl"
-        path.write_text("".join(json.dumps(r) + "\n" for r in rows))
-        domains["skills"][split] = str(path)
+        for domain, part in (("skills", rows), ("plain", direct[split][:3])):
+            path = tmp_path / f"{domain}_{split}.jsonl"
+            path.write_text("".join(json.dumps(r) + "\n" for r in part))
+            domains[domain][split] = str(path)
     cfg = validate({"domains": domains, "traces": {"positions": ["mean", "answer", "steps"], "max_length": 32}}, load_schema())
     run_traces(cfg, tmp_path / "ckpt", "step000001", tmp_path / "out")
     table = pq.read_table(tmp_path / "out" / "skills_train.parquet").to_pylist()
@@ -436,6 +440,8 @@ def test_run_traces_writes_routing_at_every_step(tmp_path):
         at = [i for i, t in enumerate(tokenizer.convert_ids_to_tokens(ids[0])) if t == "▁="]
         alone = trace_pass(model, ids, torch.ones_like(ids), positions=torch.tensor([at]))
         np.testing.assert_allclose(steps, alone.routing_at[0].reshape(len(at), -1).numpy(), rtol=1e-5, atol=1e-6)
+    plain = pq.read_table(tmp_path / "out" / "plain_train.parquet").to_pylist()
+    assert len(plain) == 3 and all(row["routing_steps"] == [] and len(row["routing_answer"]) > 0 for row in plain)
 
 
 def test_pair_test_over_step_units_by_hand():

@@ -275,7 +275,11 @@ def answer_positions(tokenizer, records: list[dict], token_ids: list[list[int]])
 def step_positions(tokenizer, records: list[dict], token_ids: list[list[int]], where: str) -> list[list[int]]:
     """Per record, for each entry of its ``step_offsets`` (character offsets in ``text`` where a step's
     output begins), the position of the token before the token holding that character: the position
-    whose output predicts the step's first token. Needs a fast tokenizer (offsets)."""
+    whose output predicts the step's first token. Needs a fast tokenizer (offsets). A split in which
+    no record carries ``step_offsets`` (a domain without steps, such as ``control``) gets no
+    positions; within a split that has them, every record must."""
+    if not any("step_offsets" in r for r in records):
+        return [[] for _ in records]
     if not tokenizer.is_fast:
         raise DataError(f"{where}: traces.positions 'steps' needs a fast tokenizer (character offsets)")
     spans_of = tokenizer([r["text"] for r in records], add_special_tokens=True, return_offsets_mapping=True)["offset_mapping"]
@@ -326,9 +330,9 @@ def trace_split(
             attention_mask[row, : len(token_ids[i])] = 1
         loss_mask = None if loss_starts is None else answer_mask(attention_mask, [loss_starts[i] for i in index])
         at_batch = None
-        if positions is not None:  # padded with each sample's first position, cut off again below
-            width_at = max(len(positions[i]) for i in index)
-            at_batch = torch.tensor([positions[i] + positions[i][:1] * (width_at - len(positions[i])) for i in index])
+        width_at = 0 if positions is None else max(len(positions[i]) for i in index)
+        if width_at:  # padded with position 0, cut off again below
+            at_batch = torch.tensor([positions[i] + [0] * (width_at - len(positions[i])) for i in index])
         result = trace_pass(
             model,
             input_ids,
@@ -342,7 +346,11 @@ def trace_split(
         for row, i in enumerate(index):
             losses[i], routings[i] = result.loss[row].item(), result.routing[row].numpy()
             if positions is not None:
-                at[i] = result.routing_at[row, : len(positions[i])].numpy().astype(np.float32)
+                at[i] = (
+                    np.zeros((0, *result.routing.shape[1:]), np.float32)
+                    if not width_at
+                    else result.routing_at[row, : len(positions[i])].numpy().astype(np.float32)
+                )
         if traces["per_token"]:
             batches.append(result)
     n = len(token_ids)
