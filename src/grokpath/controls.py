@@ -857,17 +857,19 @@ def read_skill_labels(path: Path) -> dict[str, list[str]]:
     return labels
 
 
-def _step_labels(frame: pd.DataFrame, skills: dict[str, list[str]], path) -> tuple[dict[str, list[str]], dict[str, str]]:
-    """Per step unit ``<sample_id>#<k>``: the one skill step k applies, and the sample it belongs to.
-    A sample must have one step per skill."""
+def _step_labels(
+    frame: pd.DataFrame, units: list[str], skills: dict[str, list[str]], path
+) -> tuple[dict[str, list[str]], dict[str, str]]:
+    """Per step unit (``units``, one per row of ``frame``): the one skill that step applies, and the sample
+    it belongs to. A sample must have one step per skill."""
     counts = frame.groupby("sample_id")["unit"].size()
     for sample_id, n in counts.items():
         if sample_id not in skills:
             raise ValueError(f"sample '{sample_id}' has no skill labels")
         if n != len(skills[sample_id]):
             raise ValueError(f"{path}: sample '{sample_id}' has {n} steps traced but {len(skills[sample_id])} skills")
-    labels = {f"{s}#{u}": [skills[s][u]] for s, u in zip(frame["sample_id"], frame["unit"])}
-    return labels, {f"{s}#{u}": s for s, u in zip(frame["sample_id"], frame["unit"])}
+    rows = list(zip(units, frame["sample_id"], frame["unit"]))
+    return {unit: [skills[s][k]] for unit, s, k in rows}, {unit: s for unit, s, _ in rows}
 
 
 def write_skill_pairs(
@@ -906,8 +908,9 @@ def write_skill_pairs(
                 keep = set(ids[np.sort(rng.choice(len(ids), size=n, replace=False))])
             frame = frame[frame["sample_id"].isin(keep)]
             if "unit" in frame:  # one row per step: labelled by the skill that step applies
-                labels, samples = _step_labels(frame, skills, path)
-                frame = frame.assign(sample_id=[f"{s}#{u}" for s, u in zip(frame["sample_id"], frame["unit"])])
+                units = [f"{s}#{u}" for s, u in zip(frame["sample_id"], frame["unit"])]
+                labels, samples = _step_labels(frame, units, skills, path)
+                frame = frame.assign(sample_id=units)
             by_ckpt[str(frame["ckpt"].iloc[0]), int(frame["step"].iloc[0])] = frame
         boot_rng = domain_rng(analysis["bootstrap"]["seed"], domain, 5)  # the same resample for every position
         part = skill_pairs_checkpoints(

@@ -489,10 +489,10 @@ def run_traces(cfg: dict, checkpoint_dir: Path | str, ckpt: str, out_dir: Path |
         loss, routing, batches, order, routing_at = trace_split(
             model, token_ids, pad_id, traces, f"{ckpt} {domain}/{split}", starts, positions
         )
-        at_position = {}
+        at_position, begin = {}, [0] * len(records)
         for position in extra_positions:
-            before = [sum(len(at[p][i]) for p in extra_positions[: extra_positions.index(position)]) for i in range(len(records))]
-            at_position[position] = [routing_at[i][b : b + len(at[position][i])] for i, b in enumerate(before)]
+            at_position[position] = [routing_at[i][b : b + len(at[position][i])] for i, b in enumerate(begin)]
+            begin = [b + len(at[position][i]) for i, b in enumerate(begin)]
         sample_ids = [r["sample_id"] for r in records]
         rows = sorted(range(len(records)), key=lambda i: sample_ids[i])
         n = len(rows)
