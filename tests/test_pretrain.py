@@ -9,10 +9,19 @@ import shutil
 import pandas as pd
 import pytest
 import torch
-from transformers import AutoModelForCausalLM, AutoTokenizer
+from transformers import AutoModelForCausalLM, AutoTokenizer, OlmoeForCausalLM
 
 from grokpath.config import validate
-from grokpath.pretrain import encode, learning_rate, pretrain
+from grokpath.data import read_split
+from grokpath.pretrain import (
+    apply_gradients,
+    domain_gradients,
+    encode,
+    learning_rate,
+    model_config,
+    pretrain,
+    sequence_losses,
+)
 from grokpath.world import build_world
 
 DOMAINS = ["math", "code", "commonsense", "domain"]
@@ -121,6 +130,42 @@ def test_resume_after_interruption_is_exact(world, tmp_path):
     # a state from another config is refused, naming the state file
     with pytest.raises(ValueError, match="another config"):
         run(micro_cfg(lr=0.01), world, tmp_path / "cut")
+
+
+def test_parallel_domains_give_the_weights_of_one_thread(world, tmp_path):
+    # the domains' passes side by side (their gradients summed in the config's order) must train
+    # exactly the model that one thread trains, the router's aux loss included
+    runs = {
+        "one thread": micro_cfg(router_aux_loss_coef=0.01),
+        "2 threads": micro_cfg(router_aux_loss_coef=0.01, parallel_domains=True, threads=2),
+        "3 threads": micro_cfg(router_aux_loss_coef=0.01, parallel_domains=True, threads=3),
+    }
+    for name, cfg in runs.items():
+        run(cfg, world, tmp_path / name)
+    a = weights(tmp_path / "one thread" / "checkpoints" / "step000006")
+    for name in ("2 threads", "3 threads"):
+        b = weights(tmp_path / name / "checkpoints" / "step000006")
+        assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a), name
+        pd.testing.assert_frame_equal(
+            pd.read_parquet(tmp_path / "one thread" / "loss.parquet"), pd.read_parquet(tmp_path / name / "loss.parquet")
+        )
+    assert pd.read_parquet(tmp_path / "2 threads" / "loss.parquet")["aux_loss"].gt(0).all()
+
+
+def test_domain_gradients_sum_to_the_accumulated_backward(world):
+    # the sum domain_gradients + apply_gradients sets equals what one backward per domain accumulates
+    cfg = micro_cfg(router_aux_loss_coef=0.01)
+    tokenizer = AutoTokenizer.from_pretrained(world / "tokenizer")
+    batches = [encode(read_split(world / "world" / d / "train.jsonl")[:6], tokenizer, "answer") for d in DOMAINS]
+    torch.manual_seed(0)
+    model = OlmoeForCausalLM(model_config(cfg["pretrain"], tokenizer))
+    for batch in batches:
+        losses, _, out = sequence_losses(model, batch)
+        ((losses.mean() + 0.01 * out.aux_loss) / len(batches)).backward()
+    accumulated = {n: p.grad.clone() for n, p in model.named_parameters()}
+    model.zero_grad(set_to_none=True)
+    apply_gradients(model, domain_gradients(model, batches, 0.01, workers=2))
+    assert all(torch.equal(accumulated[n], p.grad) for n, p in model.named_parameters())
 
 
 def test_bad_config_fails_early(world, tmp_path):

@@ -397,6 +397,22 @@ def _merge_results(calls: list[dict[str, Any]]) -> dict[str, Any]:
     return merged
 
 
+def run_evaluations(
+    cfg: dict,
+    checkpoint_dirs: list[Path],
+    ckpts: list[str],
+    out_dirs: list[Path],
+    *,
+    test_files: dict[str, Path | str] | None = None,
+    tasks_dir: Path | str = DEFAULT_TASKS_DIR,
+    threads: int | None = None,
+) -> None:
+    """:func:`run_evaluation` for each checkpoint in turn, in one process (the mini study: see
+    :func:`grokpath.traces.run_traces_checkpoints`)."""
+    for checkpoint_dir, ckpt, out_dir in zip(checkpoint_dirs, ckpts, out_dirs, strict=True):
+        run_evaluation(cfg, checkpoint_dir, ckpt, out_dir, test_files=test_files, tasks_dir=tasks_dir, threads=threads)
+
+
 def run_evaluation(
     cfg: dict,
     checkpoint_dir: Path | str,

@@ -25,6 +25,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pandas as pd
@@ -159,6 +160,40 @@ def learning_rate(step: int, pretrain: dict) -> float:
     return pretrain["lr"] * min(1.0, (step + 1) / warmup) if warmup > 0 else pretrain["lr"]
 
 
+def domain_gradients(model, batches: list[dict[str, torch.Tensor]], aux_coef: float, workers: int) -> list[dict]:
+    """Each domain's loss, aux loss and gradients, its passes run on up to ``workers`` threads at once.
+
+    Every domain gets its own ``torch.autograd.grad`` (nothing accumulates in ``.grad``), so the
+    caller sums them in the domains' order and the sum does not depend on which pass ends first.
+    Torch's kernels release the GIL, so the passes of a small model overlap on separate cores.
+    """
+    params = [p for p in model.parameters() if p.requires_grad]
+
+    def one(batch: dict[str, torch.Tensor]) -> dict:
+        losses, _, out = sequence_losses(model, batch)
+        loss = losses.mean()
+        aux = out.aux_loss if getattr(out, "aux_loss", None) is not None else torch.zeros(())
+        grads = torch.autograd.grad((loss + aux_coef * aux) / len(batches), params, allow_unused=True)
+        return {"loss": loss.item(), "aux": aux.item(), "grads": grads}
+
+    if workers <= 1 or len(batches) == 1:
+        return [one(b) for b in batches]
+    with ThreadPoolExecutor(max_workers=min(workers, len(batches)), thread_name_prefix="domain") as pool:
+        return list(pool.map(one, batches))
+
+
+def apply_gradients(model, parts: list[dict]) -> None:
+    """Set each parameter's ``.grad`` to the sum of the domains' gradients, in the domains' order."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    for i, param in enumerate(params):
+        total = None
+        for part in parts:
+            grad = part["grads"][i]
+            if grad is not None:
+                total = grad.clone() if total is None else total.add_(grad)
+        param.grad = total
+
+
 def run_hash(cfg: dict) -> str:
     return config_hash({k: cfg.get(k) for k in ("world", "pretrain", "domains")})
 
@@ -190,8 +225,11 @@ def pretrain(
     monitor_path: Path | str | None = None,
     state_dir: Path | str | None = None,
     stop_after_step: int | None = None,
+    threads: int | None = None,
 ) -> None:
     """Train, save every checkpoint of ``mini_checkpoint_steps``, write the loss log.
+
+    ``threads``: the job's CPU threads (else ``pretrain.threads``), used as ``pretrain.parallel_domains`` says.
 
     ``stop_after_step`` returns right after the checkpoint at that step is saved,
     leaving the run exactly as a kill would (used to test resuming).
@@ -203,7 +241,11 @@ def pretrain(
     if ckpt_steps[-1] > pre["steps"]:
         raise ValueError(f"pretrain.checkpoint_steps: step {ckpt_steps[-1]} is beyond pretrain.steps={pre['steps']}")
     chash = run_hash(cfg)
-    torch.set_num_threads(pre["threads"])
+    threads = int(threads or pre["threads"])
+    # parallel_domains: the domains' passes side by side, one torch thread each (domain_gradients);
+    # otherwise torch splits each pass's kernels over every thread
+    workers = threads if pre["parallel_domains"] else 1
+    torch.set_num_threads(1 if pre["parallel_domains"] else threads)
 
     tokenizer = PreTrainedTokenizerFast.from_pretrained(str(tokenizer_dir))
     train = {d: read_split(world_dir / d / "train.jsonl") for d in domains}
@@ -258,22 +300,21 @@ def pretrain(
         lr = learning_rate(step - 1, pre)
         for group in optimizer.param_groups:
             group["lr"] = lr
-        optimizer.zero_grad(set_to_none=True)
         row = {"step": step, "lr": lr}
-        total, aux_total = 0.0, 0.0
+        batches = []
         for d in domains:
             n = len(data[d]["input_ids"])
             if full_batch:  # every training text of the domain, every step (the grokking setting)
-                batch = data[d]
+                batches.append(data[d])
             else:
-                batch = take(data[d], torch.randperm(n, generator=sampler)[: pre["batch_size"]])
-            losses, _, out = sequence_losses(model, batch)
-            loss = losses.mean()
-            aux = out.aux_loss if getattr(out, "aux_loss", None) is not None else torch.zeros(())
-            ((loss + pre["router_aux_loss_coef"] * aux) / len(domains)).backward()
-            row[f"loss_{d}"] = loss.item()
-            total += loss.item() / len(domains)
-            aux_total += aux.item() / len(domains)
+                batches.append(take(data[d], torch.randperm(n, generator=sampler)[: pre["batch_size"]]))
+        parts = domain_gradients(model, batches, pre["router_aux_loss_coef"], workers)
+        apply_gradients(model, parts)
+        total, aux_total = 0.0, 0.0
+        for d, part in zip(domains, parts):
+            row[f"loss_{d}"] = part["loss"]
+            total += part["loss"] / len(domains)
+            aux_total += part["aux"] / len(domains)
         if pre["grad_clip"] > 0:
             torch.nn.utils.clip_grad_norm_(model.parameters(), pre["grad_clip"])
         optimizer.step()

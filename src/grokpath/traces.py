@@ -415,6 +415,18 @@ def position_column(position: str, values: list[np.ndarray], n_routing: int) -> 
     return pa.ListArray.from_arrays(pa.array(offsets), flat)
 
 
+def run_traces_checkpoints(
+    cfg: dict, checkpoint_dirs: list[Path], ckpts: list[str], out_dirs: list[Path], threads: int | None = None
+) -> None:
+    """:func:`run_traces` for each checkpoint in turn, in one process.
+
+    For the mini study, whose checkpoints all come from one pretraining job at once: a job per
+    tiny checkpoint would spend most of its time importing torch and transformers.
+    """
+    for checkpoint_dir, ckpt, out_dir in zip(checkpoint_dirs, ckpts, out_dirs, strict=True):
+        run_traces(cfg, checkpoint_dir, ckpt, out_dir, threads)
+
+
 def run_traces(cfg: dict, checkpoint_dir: Path | str, ckpt: str, out_dir: Path | str, threads: int | None = None) -> list[Path]:
     """Trace every (domain, split) of ``cfg['domains']`` through checkpoint ``ckpt``, loading it once.
 

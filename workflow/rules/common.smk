@@ -43,6 +43,18 @@ def checkpoint_dir(wildcards):
     return str(source_checkpoint_dir(config, wildcards.ckpt))
 
 
+def checkpoint_dirs():
+    """Every checkpoint's directory, in CKPTS order."""
+    from grokpath.checkpoints import checkpoint_dir as source_checkpoint_dir
+
+    return [str(source_checkpoint_dir(config, ckpt)) for ckpt in CKPTS]
+
+
+# The mini study's checkpoints all come from the one pretrain job, at once: one trace job and one
+# evaluation job read them all (a job per tiny checkpoint spends most of its time importing torch).
+ONE_JOB_PER_STUDY = config["checkpoints"]["source"] == "mini"
+
+
 def eval_adapters(wildcards, tuning_sets):
     """domain -> its tuning set's adapter of checkpoint {ckpt} (empty without tuning)."""
     return {domain: f"results/tuned/{wildcards.ckpt}/{name}" for domain, name in tuning_sets.items()}

@@ -1,6 +1,7 @@
 # evaluate stage: test accuracy per checkpoint with lm-eval, one job per checkpoint for
-# all domains; with evaluation.tuning: lora, one LoRA adapter per (checkpoint, tuning set)
-# first (rule tune), and each domain is evaluated with its own set's adapter.
+# all domains (the mini study: one job for all checkpoints, ONE_JOB_PER_STUDY); with
+# evaluation.tuning: lora, one LoRA adapter per (checkpoint, tuning set) first (rule tune),
+# and each domain is evaluated with its own set's adapter.
 import os
 
 from grokpath.data import split_path
@@ -53,35 +54,67 @@ if TUNING == "lora":
             "../scripts/step.py"
 
 
-rule evaluate:
-    input:
-        checkpoint_dir=checkpoint_dir,
-        adapter_dirs=lambda wildcards: sorted(set(eval_adapters(wildcards, TUNING_SETS).values())),
-        tests=list(EVAL_TESTS.values()),
-        task_yamls=EVAL_TASK_YAMLS,
-    output:
-        samples="results/eval/{ckpt}/samples.parquet",
-        lm_eval="results/eval/{ckpt}/lm_eval.json",
-    params:
-        call="grokpath.evaluation:run_evaluation",
-        cfg=cfg("evaluation", "domains", "checkpoints"),
-        test_files=lambda wildcards: EVAL_TESTS,
-        adapters=lambda wildcards: eval_adapters(wildcards, TUNING_SETS),
-        tasks_dir=lambda wildcards: EVAL_TASKS_DIR,  # the shipped task YAMLs, rendered per run
-        out_dir=subpath(output.samples, parent=True),
-    group: "ckpt_{ckpt}"  # one SLURM allocation per checkpoint (profiles/slurm group-components)
-    threads: res("evaluate", "threads")
-    resources:
-        mem_mb=res("evaluate", "mem_mb"),
-        runtime=res("evaluate", "runtime"),
-        gpu=res("evaluate", "gpu"),
-    log:
-        "results/logs/evaluate/{ckpt}.log",
-    benchmark:
-        "results/benchmarks/evaluate/{ckpt}.tsv"
-    conda: "../../envs/eval.yaml"
-    script:
-        "../scripts/step.py"
+if ONE_JOB_PER_STUDY and TUNING != "lora":
+
+    rule evaluate:
+        input:
+            checkpoint_dirs=checkpoint_dirs(),
+            tests=list(EVAL_TESTS.values()),
+            task_yamls=EVAL_TASK_YAMLS,
+        output:
+            samples=expand("results/eval/{ckpt}/samples.parquet", ckpt=CKPTS),
+            lm_eval=expand("results/eval/{ckpt}/lm_eval.json", ckpt=CKPTS),
+        params:
+            call="grokpath.evaluation:run_evaluations",
+            cfg=cfg("evaluation", "domains", "checkpoints"),
+            test_files=lambda wildcards: EVAL_TESTS,
+            tasks_dir=lambda wildcards: EVAL_TASKS_DIR,
+            ckpts=CKPTS,
+            out_dirs=[f"results/eval/{ckpt}" for ckpt in CKPTS],
+        threads: res("evaluate", "threads")
+        resources:
+            mem_mb=res("evaluate", "mem_mb"),
+            runtime=res("evaluate", "runtime"),
+            gpu=res("evaluate", "gpu"),
+        log:
+            "results/logs/evaluate/all.log",
+        benchmark:
+            "results/benchmarks/evaluate/all.tsv"
+        conda: "../../envs/eval.yaml"
+        script:
+            "../scripts/step.py"
+
+else:
+
+    rule evaluate:
+        input:
+            checkpoint_dir=checkpoint_dir,
+            adapter_dirs=lambda wildcards: sorted(set(eval_adapters(wildcards, TUNING_SETS).values())),
+            tests=list(EVAL_TESTS.values()),
+            task_yamls=EVAL_TASK_YAMLS,
+        output:
+            samples="results/eval/{ckpt}/samples.parquet",
+            lm_eval="results/eval/{ckpt}/lm_eval.json",
+        params:
+            call="grokpath.evaluation:run_evaluation",
+            cfg=cfg("evaluation", "domains", "checkpoints"),
+            test_files=lambda wildcards: EVAL_TESTS,
+            adapters=lambda wildcards: eval_adapters(wildcards, TUNING_SETS),
+            tasks_dir=lambda wildcards: EVAL_TASKS_DIR,  # the shipped task YAMLs, rendered per run
+            out_dir=subpath(output.samples, parent=True),
+        group: "ckpt_{ckpt}"  # one SLURM allocation per checkpoint (profiles/slurm group-components)
+        threads: res("evaluate", "threads")
+        resources:
+            mem_mb=res("evaluate", "mem_mb"),
+            runtime=res("evaluate", "runtime"),
+            gpu=res("evaluate", "gpu"),
+        log:
+            "results/logs/evaluate/{ckpt}.log",
+        benchmark:
+            "results/benchmarks/evaluate/{ckpt}.tsv"
+        conda: "../../envs/eval.yaml"
+        script:
+            "../scripts/step.py"
 
 
 ALL_TARGETS += expand("results/eval/{ckpt}/{name}", ckpt=CKPTS, name=["samples.parquet", "lm_eval.json"])

@@ -1,5 +1,6 @@
 # traces stage: fetch hub checkpoints (source hf), then one trace job per checkpoint
-# that loads the model once and writes every (domain, split) file.
+# that loads the model once and writes every (domain, split) file; the mini study's
+# checkpoints all go through one job (ONE_JOB_PER_STUDY).
 from grokpath.data import split_path
 
 TRACE_FILES = expand("{domain}_{split}.parquet", domain=DOMAINS, split=SPLITS)
@@ -57,31 +58,61 @@ if config["checkpoints"]["source"] == "olmo_core":
             "../scripts/step.py"
 
 
-rule traces:
-    input:
-        checkpoint_dir=checkpoint_dir,
-        data=[split_path(config["domains"], d, s) for d in DOMAINS for s in SPLITS],
-    output:
-        traces=[f"results/traces/{{ckpt}}/{name}" for name in TRACE_FILES],
-        tokens=[f"results/traces/{{ckpt}}/{name}" for name in TOKEN_FILES] if config["traces"]["per_token"] else [],
-        router_weights="results/traces/{ckpt}/router_weights.npy",
-    params:
-        call="grokpath.traces:run_traces",
-        cfg=cfg("checkpoints", "domains", "traces"),
-        out_dir=subpath(output.router_weights, parent=True),
-    group: "ckpt_{ckpt}"  # one SLURM allocation per checkpoint (profiles/slurm group-components)
-    threads: res("traces", "threads")
-    resources:
-        mem_mb=res("traces", "mem_mb"),
-        runtime=res("traces", "runtime"),
-        gpu=res("traces", "gpu"),
-    log:
-        "results/logs/traces/{ckpt}.log",
-    benchmark:
-        "results/benchmarks/traces/{ckpt}.tsv"
-    conda: "../../envs/torch.yaml"
-    script:
-        "../scripts/step.py"
+if ONE_JOB_PER_STUDY:
+
+    rule traces:
+        input:
+            checkpoint_dirs=checkpoint_dirs(),
+            data=[split_path(config["domains"], d, s) for d in DOMAINS for s in SPLITS],
+        output:
+            traces=expand("results/traces/{ckpt}/{name}", ckpt=CKPTS, name=TRACE_FILES),
+            tokens=expand("results/traces/{ckpt}/{name}", ckpt=CKPTS, name=TOKEN_FILES) if config["traces"]["per_token"] else [],
+            router_weights=expand("results/traces/{ckpt}/router_weights.npy", ckpt=CKPTS),
+        params:
+            call="grokpath.traces:run_traces_checkpoints",
+            cfg=cfg("checkpoints", "domains", "traces"),
+            ckpts=CKPTS,
+            out_dirs=[f"results/traces/{ckpt}" for ckpt in CKPTS],
+        threads: res("traces", "threads")
+        resources:
+            mem_mb=res("traces", "mem_mb"),
+            runtime=res("traces", "runtime"),
+            gpu=res("traces", "gpu"),
+        log:
+            "results/logs/traces/all.log",
+        benchmark:
+            "results/benchmarks/traces/all.tsv"
+        conda: "../../envs/torch.yaml"
+        script:
+            "../scripts/step.py"
+
+else:
+
+    rule traces:
+        input:
+            checkpoint_dir=checkpoint_dir,
+            data=[split_path(config["domains"], d, s) for d in DOMAINS for s in SPLITS],
+        output:
+            traces=[f"results/traces/{{ckpt}}/{name}" for name in TRACE_FILES],
+            tokens=[f"results/traces/{{ckpt}}/{name}" for name in TOKEN_FILES] if config["traces"]["per_token"] else [],
+            router_weights="results/traces/{ckpt}/router_weights.npy",
+        params:
+            call="grokpath.traces:run_traces",
+            cfg=cfg("checkpoints", "domains", "traces"),
+            out_dir=subpath(output.router_weights, parent=True),
+        group: "ckpt_{ckpt}"  # one SLURM allocation per checkpoint (profiles/slurm group-components)
+        threads: res("traces", "threads")
+        resources:
+            mem_mb=res("traces", "mem_mb"),
+            runtime=res("traces", "runtime"),
+            gpu=res("traces", "gpu"),
+        log:
+            "results/logs/traces/{ckpt}.log",
+        benchmark:
+            "results/benchmarks/traces/{ckpt}.tsv"
+        conda: "../../envs/torch.yaml"
+        script:
+            "../scripts/step.py"
 
 
 ALL_TARGETS += expand("results/traces/{ckpt}/{name}", ckpt=CKPTS, name=TRACE_FILES + ["router_weights.npy"])
