@@ -12,7 +12,9 @@ compile cost. Variants:
 - ``adamw-foreach`` / ``adamw-fused``: AdamW's multi-tensor and fused CPU kernels;
 - ``compile``, ``compile-max-autotune``: ``torch.compile`` of the model (default mode and
   ``max-autotune-no-cudagraphs``);
-- ``threads-2``: the baseline on 2 intra-op threads (wall seconds, since CPU seconds add up over threads).
+- ``threads-2``: the baseline on 2 intra-op threads (wall seconds, since CPU seconds add up over threads);
+- ``domains-2``: ``pretrain.parallel_domains``: the domains' passes on 2 threads at once, one torch
+  thread each (``grokpath.pretrain.domain_gradients``; wall seconds).
 
 Run (from the repo root):
     nice -n 5 .venv/bin/python bench/pretrain_levers.py --steps 6
@@ -30,7 +32,7 @@ from mini_world_grokking import parse_overrides  # bench/ is on sys.path when ru
 from transformers import OlmoeForCausalLM
 
 from grokpath.config import deep_merge, load
-from grokpath.pretrain import encode, model_config, parameter_groups, sequence_losses
+from grokpath.pretrain import apply_gradients, domain_gradients, encode, model_config, parameter_groups, sequence_losses
 from grokpath.world import generate_world
 from grokpath.world.tokenizer import build_tokenizer
 
@@ -45,12 +47,14 @@ def world_batches(cfg: dict):
 
 
 class Variant:
-    def __init__(self, name: str, cfg: dict, tokenizer, attention="sdpa", optimizer=None, compile_mode=None, threads=1):
+    def __init__(
+        self, name: str, cfg: dict, tokenizer, attention="sdpa", optimizer=None, compile_mode=None, threads=1, domains=1
+    ):
         pre = cfg["pretrain"]
         torch.manual_seed(pre["seed"])
         config = model_config(pre, tokenizer)
         config._attn_implementation = attention
-        self.name, self.threads, self.model = name, threads, OlmoeForCausalLM(config)
+        self.name, self.threads, self.domains, self.model = name, threads, domains, OlmoeForCausalLM(config)
         groups = parameter_groups(self.model, pre["weight_decay"], pre["no_weight_decay"])
         self.optimizer = torch.optim.AdamW(groups, lr=pre["lr"], betas=(pre["beta1"], pre["beta2"]), **(optimizer or {}))
         self.forward = self.model
@@ -63,9 +67,12 @@ class Variant:
         torch.set_num_threads(self.threads)
         cpu, wall = time.process_time(), time.perf_counter()
         self.optimizer.zero_grad(set_to_none=True)
-        for batch in batches.values():
-            losses, _, _ = sequence_losses(self.forward, batch)
-            (losses.mean() / len(batches)).backward()
+        if self.domains > 1:
+            apply_gradients(self.model, domain_gradients(self.model, list(batches.values()), 0.0, self.domains))
+        else:
+            for batch in batches.values():
+                losses, _, _ = sequence_losses(self.forward, batch)
+                (losses.mean() / len(batches)).backward()
         self.optimizer.step()
         cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
         if self.compile_s is None and self.forward is not self.model:
@@ -92,6 +99,7 @@ def main() -> None:
         Variant("adamw-foreach", cfg, tokenizer, optimizer={"foreach": True}),
         Variant("adamw-fused", cfg, tokenizer, optimizer={"fused": True}),
         Variant("threads-2", cfg, tokenizer, threads=2),
+        Variant("domains-2", cfg, tokenizer, domains=2),
     ]
     if not args.skip_compile:
         variants += [
@@ -109,7 +117,7 @@ def main() -> None:
     print("|---|---|---|---|---|")
     for v in variants:
         cpu, wall = statistics.median(v.cpu), statistics.median(v.wall)
-        if v.threads > 1:
+        if v.threads > 1 or v.domains > 1:
             ratio = f"{statistics.median(base.wall) / wall:.2f}x faster (wall)"
         else:
             ratio = f"{statistics.median(base.cpu) / cpu:.2f}x faster (CPU)"
