@@ -13,8 +13,8 @@ compile cost. Variants:
 - ``compile``, ``compile-max-autotune``: ``torch.compile`` of the model (default mode and
   ``max-autotune-no-cudagraphs``);
 - ``threads-2``: the baseline on 2 intra-op threads (wall seconds, since CPU seconds add up over threads);
-- ``domains-2``: ``pretrain.parallel_domains``: the domains' passes on 2 threads at once, one torch
-  thread each (``grokpath.pretrain.domain_gradients``; wall seconds).
+- ``domains-2``: ``pretrain.parallel_domains``: the domains' passes in 2 worker processes at once,
+  one torch thread each (``grokpath.domain_workers``; wall seconds, CPU of the parent and workers).
 
 Run (from the repo root):
     nice -n 5 .venv/bin/python bench/pretrain_levers.py --steps 6
@@ -23,6 +23,8 @@ Run (from the repo root):
 from __future__ import annotations
 
 import argparse
+import multiprocessing
+import os
 import statistics
 import time
 from pathlib import Path
@@ -32,7 +34,8 @@ from mini_world_grokking import parse_overrides  # bench/ is on sys.path when ru
 from transformers import OlmoeForCausalLM
 
 from grokpath.config import deep_merge, load
-from grokpath.pretrain import apply_gradients, domain_gradients, encode, model_config, parameter_groups, sequence_losses
+from grokpath.domain_workers import DomainWorkers
+from grokpath.pretrain import apply_gradients, domain_pass, encode, model_config, parameter_groups, sequence_losses
 from grokpath.world import generate_world
 from grokpath.world.tokenizer import build_tokenizer
 
@@ -44,6 +47,21 @@ def world_batches(cfg: dict):
     corpus = generate_world(cfg["world"], domains)
     tokenizer = build_tokenizer([r["text"] for splits in corpus.values() for rows in splits.values() for r in rows])
     return tokenizer, {d: encode(corpus[d]["train"], tokenizer, cfg["pretrain"]["loss_on"]) for d in domains}
+
+
+def cpu_seconds() -> float:
+    """CPU seconds of this process and its worker processes (those of ``domains-2``)."""
+    own = os.times()
+    return own.user + own.system + sum(_worker_cpu(pid) for pid in _worker_pids())
+
+
+def _worker_pids() -> list[int]:
+    return [p.pid for p in multiprocessing.active_children()]
+
+
+def _worker_cpu(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime of a live child
 
 
 class Variant:
@@ -62,19 +80,29 @@ class Variant:
         if compile_mode is not None:
             self.forward = torch.compile(self.model, mode=compile_mode, dynamic=False)
         self.cpu, self.wall = [], []
+        self.workers = None  # domains-2: started at the first step
+
+    def start_workers(self, batches: dict) -> None:
+        passes = list(batches.values())
+        costs = [float(b["input_ids"].numel()) for b in passes]  # padded batch, as grokpath.pretrain weighs it
+        self.workers = DomainWorkers(
+            self.model, costs, self.domains, lambda d, index: domain_pass(self.model, passes[d], 0.0, len(passes))
+        )
 
     def step(self, batches: dict) -> None:
         torch.set_num_threads(self.threads)
-        cpu, wall = time.process_time(), time.perf_counter()
+        if self.domains > 1 and self.workers is None:
+            self.start_workers(batches)
+        cpu, wall = cpu_seconds(), time.perf_counter()
         self.optimizer.zero_grad(set_to_none=True)
         if self.domains > 1:
-            apply_gradients(self.model, domain_gradients(self.model, list(batches.values()), 0.0, self.domains))
+            apply_gradients(self.model, self.workers.step([None] * len(batches)))
         else:
             for batch in batches.values():
                 losses, _, _ = sequence_losses(self.forward, batch)
                 (losses.mean() / len(batches)).backward()
         self.optimizer.step()
-        cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
+        cpu, wall = cpu_seconds() - cpu, time.perf_counter() - wall
         if self.compile_s is None and self.forward is not self.model:
             self.compile_s = cpu  # the first step of a compiled model pays for compilation
         else:
@@ -123,6 +151,9 @@ def main() -> None:
             ratio = f"{statistics.median(base.cpu) / cpu:.2f}x faster (CPU)"
         compiled = f"{v.compile_s:.1f}" if v.compile_s is not None else ""
         print(f"| {v.name} | {cpu:.3f} | {wall:.3f} | {ratio} | {compiled} |")
+    for v in variants:
+        if v.workers is not None:
+            v.workers.close()
 
 
 if __name__ == "__main__":

@@ -13,9 +13,10 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, OlmoeForCausalLM
 
 from grokpath.config import validate
 from grokpath.data import read_split
+from grokpath.domain_workers import DomainWorkers, balanced_shares
 from grokpath.pretrain import (
     apply_gradients,
-    domain_gradients,
+    domain_pass,
     encode,
     learning_rate,
     model_config,
@@ -153,7 +154,8 @@ def test_parallel_domains_give_the_weights_of_one_thread(world, tmp_path):
 
 
 def test_domain_gradients_sum_to_the_accumulated_backward(world):
-    # the sum domain_gradients + apply_gradients sets equals what one backward per domain accumulates
+    # the per-domain gradients, from worker processes and summed by apply_gradients in the domains'
+    # order, equal what one backward() per domain accumulates in .grad
     cfg = micro_cfg(router_aux_loss_coef=0.01)
     tokenizer = AutoTokenizer.from_pretrained(world / "tokenizer")
     batches = [encode(read_split(world / "world" / d / "train.jsonl")[:6], tokenizer, "answer") for d in DOMAINS]
@@ -164,8 +166,38 @@ def test_domain_gradients_sum_to_the_accumulated_backward(world):
         ((losses.mean() + 0.01 * out.aux_loss) / len(batches)).backward()
     accumulated = {n: p.grad.clone() for n, p in model.named_parameters()}
     model.zero_grad(set_to_none=True)
-    apply_gradients(model, domain_gradients(model, batches, 0.01, workers=2))
+
+    def one(d, index):
+        return domain_pass(model, batches[d], 0.01, len(batches))
+
+    with DomainWorkers(model, [1.0, 2.0, 1.0, 1.0], 2, one) as workers:
+        assert workers.shares == [[0, 1], [2, 3]]  # loads 1 + 2 and 1 + 1
+        parts = workers.step([None] * len(batches))
+        assert [part["loss"] for part in parts] == [one(d, None)[0] for d in range(len(batches))]
+    apply_gradients(model, parts)
     assert all(torch.equal(accumulated[n], p.grad) for n, p in model.named_parameters())
+
+
+def test_a_failing_domain_worker_names_its_error(world):
+    tokenizer = AutoTokenizer.from_pretrained(world / "tokenizer")
+    model = OlmoeForCausalLM(model_config(micro_cfg()["pretrain"], tokenizer))
+
+    def broken(d, index):
+        raise ValueError(f"domain {d} has no batch")
+
+    with DomainWorkers(model, [1.0, 1.0], 2, broken) as workers, pytest.raises(RuntimeError, match="domain 1 has no batch"):
+        workers.step([None, None])
+
+
+def test_balanced_shares_by_hand():
+    # the default world's padded batches (rows x longest text) of math, code, commonsense, domain, control:
+    # code + commonsense = 9,322 against 9,490; LPT would give code + math (8,037) against 10,775
+    assert balanced_shares([2961, 5076, 4246, 3568, 2961], 2) == [[0, 3, 4], [1, 2]]
+    assert balanced_shares([3, 6, 3, 3, 3], 2) == [[0, 1], [2, 3, 4]]  # 9 and 9: the first of the best found
+    assert balanced_shares([5, 1], 4) == [[0], [1]]  # no idle worker is started
+    assert balanced_shares([1, 1, 1], 1) == [[0, 1, 2]]
+    # 8 workers for 11 domains is past the exhaustive search: LPT, dearest first to the least loaded
+    assert balanced_shares(list(range(1, 12)), 8) == [[10], [9], [8], [7], [6], [0, 5], [1, 4], [2, 3]]
 
 
 def test_bad_config_fails_early(world, tmp_path):

@@ -25,7 +25,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack
 from pathlib import Path
 
 import pandas as pd
@@ -35,6 +35,7 @@ from transformers import OlmoeConfig, OlmoeForCausalLM, PreTrainedTokenizerFast
 
 from grokpath.checkpoints import local_name, mini_checkpoint_steps
 from grokpath.data import read_split
+from grokpath.domain_workers import DomainWorkers, can_fork
 from grokpath.io import atomic_dir, atomic_path, config_hash, provenance, write_frame
 from grokpath.traces import answer_mask, answer_starts, sample_exact_match, sample_losses
 
@@ -160,26 +161,19 @@ def learning_rate(step: int, pretrain: dict) -> float:
     return pretrain["lr"] * min(1.0, (step + 1) / warmup) if warmup > 0 else pretrain["lr"]
 
 
-def domain_gradients(model, batches: list[dict[str, torch.Tensor]], aux_coef: float, workers: int) -> list[dict]:
-    """Each domain's loss, aux loss and gradients, its passes run on up to ``workers`` threads at once.
+def domain_pass(model, batch: dict[str, torch.Tensor], aux_coef: float, n_domains: int) -> tuple:
+    """One domain's ``(loss, aux loss, gradients)`` of a step; the gradients are those of
+    ``(loss + aux_coef * aux) / n_domains``, one tensor (or None) per trainable parameter.
 
-    Every domain gets its own ``torch.autograd.grad`` (nothing accumulates in ``.grad``), so the
-    caller sums them in the domains' order and the sum does not depend on which pass ends first.
-    Torch's kernels release the GIL, so the passes of a small model overlap on separate cores.
+    Every domain gets its own ``torch.autograd.grad`` (nothing accumulates in ``.grad``), so
+    :func:`apply_gradients` sums them in the domains' order, wherever each pass ran.
     """
+    losses, _, out = sequence_losses(model, batch)
+    loss = losses.mean()
+    aux = out.aux_loss if getattr(out, "aux_loss", None) is not None else torch.zeros(())
     params = [p for p in model.parameters() if p.requires_grad]
-
-    def one(batch: dict[str, torch.Tensor]) -> dict:
-        losses, _, out = sequence_losses(model, batch)
-        loss = losses.mean()
-        aux = out.aux_loss if getattr(out, "aux_loss", None) is not None else torch.zeros(())
-        grads = torch.autograd.grad((loss + aux_coef * aux) / len(batches), params, allow_unused=True)
-        return {"loss": loss.item(), "aux": aux.item(), "grads": grads}
-
-    if workers <= 1 or len(batches) == 1:
-        return [one(b) for b in batches]
-    with ThreadPoolExecutor(max_workers=min(workers, len(batches)), thread_name_prefix="domain") as pool:
-        return list(pool.map(one, batches))
+    grads = torch.autograd.grad((loss + aux_coef * aux) / n_domains, params, allow_unused=True)
+    return loss.item(), aux.item(), grads
 
 
 def apply_gradients(model, parts: list[dict]) -> None:
@@ -242,9 +236,9 @@ def pretrain(
         raise ValueError(f"pretrain.checkpoint_steps: step {ckpt_steps[-1]} is beyond pretrain.steps={pre['steps']}")
     chash = run_hash(cfg)
     threads = int(threads or pre["threads"])
-    # parallel_domains: the domains' passes side by side, one torch thread each (domain_gradients);
-    # otherwise torch splits each pass's kernels over every thread
-    workers = threads if pre["parallel_domains"] else 1
+    # parallel_domains: the domains' passes side by side in worker processes, one torch thread
+    # each (grokpath.domain_workers); otherwise torch splits each pass's kernels over every thread
+    n_workers = min(threads, len(domains)) if pre["parallel_domains"] else 1
     torch.set_num_threads(1 if pre["parallel_domains"] else threads)
 
     tokenizer = PreTrainedTokenizerFast.from_pretrained(str(tokenizer_dir))
@@ -294,63 +288,80 @@ def pretrain(
 
     n_params = sum(p.numel() for p in model.parameters())
     log.info("OLMoE %d params, domains %s, steps %d, checkpoints %s", n_params, domains, pre["steps"], ckpt_steps)
-    model.train()
-    began = time.time()
-    for step in tqdm(range(start + 1, pre["steps"] + 1), desc="pretrain", initial=start, total=pre["steps"]):
-        lr = learning_rate(step - 1, pre)
-        for group in optimizer.param_groups:
-            group["lr"] = lr
-        row = {"step": step, "lr": lr}
-        batches = []
-        for d in domains:
-            n = len(data[d]["input_ids"])
-            if full_batch:  # every training text of the domain, every step (the grokking setting)
-                batches.append(data[d])
-            else:
-                batches.append(take(data[d], torch.randperm(n, generator=sampler)[: pre["batch_size"]]))
-        parts = domain_gradients(model, batches, pre["router_aux_loss_coef"], workers)
-        apply_gradients(model, parts)
-        total, aux_total = 0.0, 0.0
-        for d, part in zip(domains, parts):
-            row[f"loss_{d}"] = part["loss"]
-            total += part["loss"] / len(domains)
-            aux_total += part["aux"] / len(domains)
-        if pre["grad_clip"] > 0:
-            torch.nn.utils.clip_grad_norm_(model.parameters(), pre["grad_clip"])
-        optimizer.step()
-        row.update(loss=total, aux_loss=aux_total)
-        loss_rows.append(row)
 
-        if step in ckpt_steps:
-            model.eval()
-            if monitor is not None:
-                monitor.record(step)
-            model.train()
-            _save_torch(_weights_path(state_path, step), model.state_dict())
-            _save_torch(
-                state_path,
-                {
-                    "step": step,
-                    "config_hash": chash,
-                    "model": model.state_dict(),
-                    "optimizer": optimizer.state_dict(),
-                    "torch_rng": torch.get_rng_state(),
-                    "sampler": sampler.get_state(),
-                    "loss_rows": loss_rows,
-                    "monitor_rows": monitor.rows if monitor is not None else [],
-                },
-            )
-            _save_checkpoint(model, tokenizer, checkpoints_dir / local_name(step), step, chash)
-            log.info(
-                "step %d: loss %.4f (%s), %.1fs",
-                step,
-                total,
-                " ".join(f"{d}={row[f'loss_{d}']:.3f}" for d in domains),
-                time.time() - began,
-            )
-            if stop_after_step is not None and step >= stop_after_step:
-                log.info("stopping after step %d as asked", step)
-                return
+    def domain_step(i: int, index: torch.Tensor | None) -> tuple:
+        batch = data[domains[i]] if index is None else take(data[domains[i]], index)
+        return domain_pass(model, batch, pre["router_aux_loss_coef"], len(domains))
+
+    model.train()
+    with ExitStack() as stack:
+        workers = None
+        if n_workers > 1 and not can_fork():
+            log.warning("pretrain.parallel_domains: no 'fork' start method on this platform; the domains run one after the other")
+        elif n_workers > 1:
+            # a pass costs about its padded batch: rows x longest text
+            rows = [
+                len(data[d]["input_ids"]) if full_batch else min(pre["batch_size"], len(data[d]["input_ids"])) for d in domains
+            ]
+            costs = [float(r * data[d]["input_ids"].shape[1]) for r, d in zip(rows, domains)]
+            workers = stack.enter_context(DomainWorkers(model, costs, n_workers, domain_step))
+            log.info("domain workers: %s", [[domains[i] for i in share] for share in workers.shares])
+        began = time.time()
+        for step in tqdm(range(start + 1, pre["steps"] + 1), desc="pretrain", initial=start, total=pre["steps"]):
+            lr = learning_rate(step - 1, pre)
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+            row = {"step": step, "lr": lr}
+            indices = [
+                None if full_batch else torch.randperm(len(data[d]["input_ids"]), generator=sampler)[: pre["batch_size"]]
+                for d in domains
+            ]
+            if workers is not None:
+                parts = workers.step(indices)
+            else:
+                parts = [dict(zip(("loss", "aux", "grads"), domain_step(i, index))) for i, index in enumerate(indices)]
+            apply_gradients(model, parts)
+            total, aux_total = 0.0, 0.0
+            for d, part in zip(domains, parts):
+                row[f"loss_{d}"] = part["loss"]
+                total += part["loss"] / len(domains)
+                aux_total += part["aux"] / len(domains)
+            if pre["grad_clip"] > 0:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), pre["grad_clip"])
+            optimizer.step()
+            row.update(loss=total, aux_loss=aux_total)
+            loss_rows.append(row)
+
+            if step in ckpt_steps:
+                model.eval()
+                if monitor is not None:
+                    monitor.record(step)
+                model.train()
+                _save_torch(_weights_path(state_path, step), model.state_dict())
+                _save_torch(
+                    state_path,
+                    {
+                        "step": step,
+                        "config_hash": chash,
+                        "model": model.state_dict(),
+                        "optimizer": optimizer.state_dict(),
+                        "torch_rng": torch.get_rng_state(),
+                        "sampler": sampler.get_state(),
+                        "loss_rows": loss_rows,
+                        "monitor_rows": monitor.rows if monitor is not None else [],
+                    },
+                )
+                _save_checkpoint(model, tokenizer, checkpoints_dir / local_name(step), step, chash)
+                log.info(
+                    "step %d: loss %.4f (%s), %.1fs",
+                    step,
+                    total,
+                    " ".join(f"{d}={row[f'loss_{d}']:.3f}" for d in domains),
+                    time.time() - began,
+                )
+                if stop_after_step is not None and step >= stop_after_step:
+                    log.info("stopping after step %d as asked", step)
+                    return
 
     frame = pd.DataFrame(loss_rows)
     write_frame(frame, loss_path, metadata={"config_hash": chash, "n_params": n_params, "domains": domains})
