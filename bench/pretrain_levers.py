@@ -14,7 +14,8 @@ compile cost. Variants:
   ``max-autotune-no-cudagraphs``);
 - ``threads-2``: the baseline on 2 intra-op threads (wall seconds, since CPU seconds add up over threads);
 - ``domains-2``: ``pretrain.parallel_domains``: the domains' passes in 2 worker processes at once,
-  one torch thread each (``grokpath.domain_workers``; wall seconds, CPU of the parent and workers).
+  one torch thread each (``grokpath.domain_workers``; wall seconds, CPU of the parent and workers);
+- ``domain-threads-2``: the same passes on 2 Python threads of this process instead (the GIL's cost).
 
 Run (from the repo root):
     nice -n 5 .venv/bin/python bench/pretrain_levers.py --steps 6
@@ -27,6 +28,7 @@ import multiprocessing
 import os
 import statistics
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import torch
@@ -66,7 +68,16 @@ def _worker_cpu(pid: int) -> float:
 
 class Variant:
     def __init__(
-        self, name: str, cfg: dict, tokenizer, attention="sdpa", optimizer=None, compile_mode=None, threads=1, domains=1
+        self,
+        name: str,
+        cfg: dict,
+        tokenizer,
+        attention="sdpa",
+        optimizer=None,
+        compile_mode=None,
+        threads=1,
+        domains=1,
+        domain_threads=False,
     ):
         pre = cfg["pretrain"]
         torch.manual_seed(pre["seed"])
@@ -81,6 +92,7 @@ class Variant:
             self.forward = torch.compile(self.model, mode=compile_mode, dynamic=False)
         self.cpu, self.wall = [], []
         self.workers = None  # domains-2: started at the first step
+        self.threads_for_domains = domain_threads
 
     def start_workers(self, batches: dict) -> None:
         passes = list(batches.values())
@@ -91,11 +103,16 @@ class Variant:
 
     def step(self, batches: dict) -> None:
         torch.set_num_threads(self.threads)
-        if self.domains > 1 and self.workers is None:
+        if self.domains > 1 and not self.threads_for_domains and self.workers is None:
             self.start_workers(batches)
         cpu, wall = cpu_seconds(), time.perf_counter()
         self.optimizer.zero_grad(set_to_none=True)
-        if self.domains > 1:
+        if self.domains > 1 and self.threads_for_domains:
+            passes = list(batches.values())
+            with ThreadPoolExecutor(self.domains) as pool:
+                parts = pool.map(lambda b: domain_pass(self.model, b, 0.0, len(passes)), passes)
+            apply_gradients(self.model, [dict(zip(("loss", "aux", "grads"), part)) for part in parts])
+        elif self.domains > 1:
             apply_gradients(self.model, self.workers.step([None] * len(batches)))
         else:
             for batch in batches.values():
@@ -128,6 +145,7 @@ def main() -> None:
         Variant("adamw-fused", cfg, tokenizer, optimizer={"fused": True}),
         Variant("threads-2", cfg, tokenizer, threads=2),
         Variant("domains-2", cfg, tokenizer, domains=2),
+        Variant("domain-threads-2", cfg, tokenizer, domains=2, domain_threads=True),
     ]
     if not args.skip_compile:
         variants += [
