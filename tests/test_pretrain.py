@@ -5,6 +5,10 @@ from __future__ import annotations
 import json
 import math
 import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -156,6 +160,7 @@ def test_parallel_domains_give_the_weights_of_one_thread(world, tmp_path):
 def test_domain_gradients_sum_to_the_accumulated_backward(world):
     # the per-domain gradients, from worker processes and summed by apply_gradients in the domains'
     # order, equal what one backward() per domain accumulates in .grad
+    torch.set_num_threads(1)  # as the workers run: the reduction order of a kernel depends on its threads
     cfg = micro_cfg(router_aux_loss_coef=0.01)
     tokenizer = AutoTokenizer.from_pretrained(world / "tokenizer")
     batches = [encode(read_split(world / "world" / d / "train.jsonl")[:6], tokenizer, "answer") for d in DOMAINS]
@@ -187,6 +192,26 @@ def test_a_failing_domain_worker_names_its_error(world):
 
     with DomainWorkers(model, [1.0, 1.0], 2, broken) as workers, pytest.raises(RuntimeError, match="domain 1 has no batch"):
         workers.step([None, None])
+
+
+def test_domain_workers_end_with_a_killed_parent(tmp_path):
+    # a killed pretraining job leaves no worker behind: each worker reads the parent's death as EOF
+    script = tmp_path / "parent.py"
+    script.write_text(
+        "import os, torch\n"
+        "from grokpath.domain_workers import DomainWorkers\n"
+        "w = DomainWorkers(torch.nn.Linear(2, 2), [1.0, 1.0], 2, lambda d, i: (0.0, 0.0, [None, None]))\n"
+        "w.step([None, None])\n"
+        "print(*[p.pid for p in w.procs], flush=True)\n"
+        "os._exit(9)\n"  # no close(), as SIGKILL would leave it
+    )
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120)
+    pids = [int(pid) for pid in done.stdout.split()]
+    assert done.returncode == 9 and len(pids) == 2
+    deadline = time.time() + 30
+    while any(Path(f"/proc/{pid}").exists() for pid in pids) and time.time() < deadline:
+        time.sleep(0.2)
+    assert not any(Path(f"/proc/{pid}").exists() for pid in pids)
 
 
 def test_balanced_shares_by_hand():

@@ -22,6 +22,14 @@ import traceback
 import torch
 
 
+def _receive(conn):
+    """The parent's next message; None when it has closed the pipe or died (a killed run)."""
+    try:
+        return conn.recv()
+    except EOFError:
+        return None
+
+
 def can_fork() -> bool:
     return "fork" in multiprocessing.get_all_start_methods()
 
@@ -77,15 +85,17 @@ class DomainWorkers:
         self.conns, self.procs = [], []
         for share in self.shares:
             parent, child = context.Pipe()
-            proc = context.Process(target=self._serve, args=(child, share, pass_fn), daemon=True)
+            proc = context.Process(target=self._serve, args=(child, [*self.conns, parent], share, pass_fn), daemon=True)
             proc.start()
             child.close()
             self.conns.append(parent)
             self.procs.append(proc)
 
-    def _serve(self, conn, share: list[int], pass_fn) -> None:
+    def _serve(self, conn, parent_ends: list, share: list[int], pass_fn) -> None:
+        for end in parent_ends:  # inherited by the fork: closed here, so the parent's death reads as EOF
+            end.close()
         torch.set_num_threads(1)
-        while (indices := conn.recv()) is not None:
+        while (indices := _receive(conn)) is not None:
             try:
                 for d in share:
                     loss, aux, grads = pass_fn(d, indices[d])

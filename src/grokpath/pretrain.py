@@ -4,7 +4,8 @@ nanoGPT-plain: one loop, AdamW with linear warmup then constant lr, weight
 decay (none on norm gains and biases: ``no_weight_decay``), balanced domains
 (each step takes ``batch_size`` random training texts from every domain, or
 all of them when ``batch_size`` is 0/null = full batch, and averages the
-per-domain losses). The loss is plain
+per-domain losses; with ``parallel_domains`` the domains' passes run side by side in
+worker processes, :mod:`grokpath.domain_workers`, with the same weights). The loss is plain
 language modelling over every token of each text (``loss_on: all``, as in the
 paper's pretraining data) or only over the answer tokens (``loss_on: answer``).
 
