@@ -94,3 +94,42 @@ def test_step_trains_a_cell(tmp_path):
     assert run_step(call, {**names, "D": "999", "out": str(tmp_path / "bad.parquet")}, log) == 2
     assert "circuits grid D=999: must be in 1..121" in (tmp_path / "x.log").read_text()
     assert not (tmp_path / "bad.parquet").exists()
+
+
+def test_sweep_in_one_job_writes_each_cell_as_its_own_job_would(tmp_path):
+    from grokpath.circuits.sweep import sweep_runs
+
+    circuits = load("config/config.yaml")["circuits"]
+    circuits.update(P=P, n_seeds=2, one_job=True)
+    circuits["train"].update(steps=12, n_log_points=3)
+    circuits["grids"] = {"g": {"task": "add", "d_h": [8], "D": [30, 50]}}
+    circuits["capacity"] = {"d_h": [8]}
+    circuits["emergence"].update(n_add=40, n_sub=[20], sizes=[[1, 8]], split_ffn=[False, True])
+    runs = sweep_runs(circuits, tmp_path / "runs")
+    # the workflow's file names: <task>/dh<d_h>_D<D> for the grid and capacity cells, <task>/L<n>_dh<d_h>_D<n_sub> for emergence
+    assert [str(path.relative_to(tmp_path / "runs")) for _, path in runs] == [
+        "add/dh8_D30.parquet",
+        "add/dh8_D50.parquet",
+        "memorize/dh8_D121.parquet",
+        "mix/L1_dh8_D20.parquet",
+        "mix_split/L1_dh8_D20.parquet",
+    ]
+    assert (
+        run_step(
+            "grokpath.circuits.sweep:train_sweep",
+            {"circuits": circuits, "runs_dir": str(tmp_path / "runs"), "threads": 1},
+            tmp_path / "s.log",
+        )
+        == 0
+    )
+    for cell, path in runs:
+        alone = tmp_path / "alone.parquet"
+        assert (
+            run_step(
+                "grokpath.circuits.sweep:train_cell",
+                {"circuits": circuits, **cell, "out": str(alone), "threads": 1},
+                tmp_path / "c.log",
+            )
+            == 0
+        )
+        pd.testing.assert_frame_equal(pd.read_parquet(path), pd.read_parquet(alone), obj=str(path))

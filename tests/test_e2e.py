@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -130,3 +131,49 @@ def test_smoke_controls_tables(smoke_run):
             assert layer_sum_matrix(permute_layers(strings, np.random.default_rng(row.step))).sum() == before
     text = (results / "tables" / "controls.md").read_text()
     assert "control (memorize-only)" in text and "Verdict rule" in text
+
+
+def test_one_metrics_job_writes_what_the_per_domain_rules_write(smoke_run, tmp_path, monkeypatch):
+    """The mini study's `metrics` job against the per-domain rules' functions, called one by one on its traces."""
+    from grokpath import metrics
+    from grokpath.data import split_path
+
+    config = smoke_config()
+    monkeypatch.chdir(smoke_run)  # the config's data paths are workdir-relative
+    trace_dirs = [Path("results/traces") / ckpt for ckpt in checkpoint_names(config)]
+    eval_samples = [Path("results/eval") / ckpt / "samples.parquet" for ckpt in checkpoint_names(config)]
+    router_weights = [d / "router_weights.npy" for d in trace_dirs]
+    out = tmp_path / "metrics"
+    for domain in config["domains"]:
+        d = out / "domains" / domain
+
+        def traces(splits, domain=domain):
+            return [t / f"{domain}_{split}.parquet" for t in trace_dirs for split in splits]
+
+        metrics.run_memorization(
+            config, domain, traces(["train"]), d / "memorization.parquet", d / "memorization_ablation.parquet"
+        )
+        splits = metrics.pathway_splits(config["pathways"])
+        metrics.run_pathways(
+            config, domain, traces(splits), d / "memorization.parquet", d / "pathways.parquet", d / "distances.parquet", 2
+        )
+        metrics.run_consistency(
+            config, domain, traces(config["consistency"]["splits"]), router_weights, d / "consistency.parquet"
+        )
+        metrics.run_onset(config, domain, eval_samples, d / "onset.parquet")
+        texts = [Path(split_path(config["domains"], domain, split)) for split in ("train", "test")]
+        metrics.run_groups(config, domain, d / "memorization.parquet", d / "onset.parquet", *texts, d / "groups.parquet", 1)
+    names = [*(f"domains/{d}/{t}.parquet" for d in config["domains"] for t in metrics.METRIC_TABLES)]
+    for table in metrics.METRIC_TABLES:
+        metrics.gather([out / "domains" / d / f"{table}.parquet" for d in config["domains"]], out / f"{table}.parquet")
+        names.append(f"{table}.parquet")
+    metrics.run_cross_distances(
+        config, [out / "domains" / d / "pathways.parquet" for d in config["domains"]], out / "cross_distances.parquet", 2
+    )
+    names.append("cross_distances.parquet")
+
+    assert len(names) == 7 * len(config["domains"]) + 8
+    for name in names:
+        one_job = pd.read_parquet(smoke_run / "results" / "metrics" / name)
+        assert len(one_job) > 0 or name.endswith("groups.parquet"), name
+        pd.testing.assert_frame_equal(pd.read_parquet(out / name), one_job, obj=name)

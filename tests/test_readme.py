@@ -224,8 +224,9 @@ def test_quick_start_plans_the_whole_default_study(checkout):
     ckpts = checkpoint_names(config)
     jobs = job_counts(out)
     assert jobs["world"] == jobs["pretrain"] == jobs["correlations"] == jobs["figures_paper_a"] == jobs["all"] == 1
-    assert jobs["traces"] == jobs["evaluate"] == 1  # the mini study's checkpoints go through one job each
-    assert jobs["circuits_train"] > 0 and jobs["circuits_figures"] == 1
+    assert jobs["traces"] == jobs["evaluate"] == jobs["metrics"] == 1  # the mini study: one job per stage
+    assert not {"memorization", "pathways", "groups", "metrics_gather"} & set(jobs)
+    assert jobs["circuits_sweep"] == jobs["circuits_figures"] == 1 and "circuits_train" not in jobs
     assert planned_domains(out) == set(config["domains"])
     assert all(f"results/traces/{ckpt}/" in out for ckpt in ckpts)
 

@@ -148,9 +148,9 @@ def test_trivial_workflow_through_sbatch(tmp_path):
     assert slurm_hashes == local_hashes
 
 
-# The paper A spine of the smoke DAG, kept to ~10 sbatch calls: world, pretrain, traces and
-# evaluate (one job each for the mini study), and the memorization table (per domain + gather).
-# Figures, the other metrics and paper B add minutes under SLURM; test_e2e covers them.
+# The paper A spine of the smoke DAG, kept to a few sbatch calls: world, pretrain, traces,
+# evaluate and metrics (one job each for the mini study; the memorization table is metrics' output).
+# Figures, tables and paper B add minutes under SLURM; test_e2e covers them.
 SMOKE_TARGETS = ["results/traces/*/*.parquet", "results/eval/*/samples.parquet", "results/metrics/memorization.parquet"]
 MINI_CONFIG = REPO / "config" / "config.yaml"  # study configs stand alone: the smoke overlay names the mini study first
 SMOKE_CONFIG = REPO / "config" / "smoke.yaml"
@@ -173,7 +173,7 @@ def test_smoke_pipeline_through_sbatch(tmp_path, smoke_run):
     # the mini study's checkpoints all go through one trace job and one evaluation job, so no per-checkpoint
     # group (test_trivial_workflow_through_sbatch checks those groups)
     log_dirs = {Path(log).parent.name for _, log in submitted}
-    assert {"rule_traces", "rule_evaluate"} <= log_dirs, sorted(log_dirs)
+    assert {"rule_traces", "rule_evaluate", "rule_metrics"} <= log_dirs, sorted(log_dirs)
     assert not [d for d in log_dirs if d.startswith("group_ckpt_")], sorted(log_dirs)
     assert len({Path(p).parts[2] for p in local_hashes if p.startswith("results/traces/")}) > 1  # several checkpoints
 

@@ -15,12 +15,20 @@ from tqdm import tqdm
 
 from grokpath import consistency as consistency_lib
 from grokpath import matching, memorization, onset, pathways
-from grokpath.data import read_split
+from grokpath.data import read_split, split_path
 from grokpath.io import provenance, read_metadata, write_frame
 
 log = logging.getLogger(__name__)
 
 _SHAPE_KEYS = (("L", "K"), ("n_layers", "n_experts"), ("num_hidden_layers", "num_experts"))
+
+# The per-domain tables that metrics_gather (or run_metrics_study) concatenates over domains.
+METRIC_TABLES = ("memorization", "memorization_ablation", "pathways", "distances", "consistency", "onset", "groups")
+
+
+def pathway_splits(section: dict) -> list[str]:
+    """The splits whose pathways are written: ``pathways.splits`` and the distance split, in order."""
+    return list(dict.fromkeys([*section["splits"], section["distance_split"]]))
 
 
 # ---------------------------------------------------------------- reading
@@ -422,3 +430,50 @@ def gather(inputs: list[Path], out: Path) -> None:
     frames = [f for f in frames if not f.empty] or frames[:1]
     log.info("gathered %d rows from %d files into %s", sum(len(f) for f in frames), len(inputs), out)
     write_frame(pd.concat(frames, ignore_index=True), out, metadata=meta)
+
+
+# ---------------------------------------------------------------- one job for a small study
+def run_metrics_study(
+    cfg: dict,
+    trace_dirs: list[Path],
+    eval_samples: list[Path],
+    router_weights: list[Path],
+    metrics_dir: Path,
+    threads: int = -1,
+) -> None:
+    """Every per-domain metric of every domain, the gathers and the cross distances, in one process.
+
+    The files and their contents are those of the per-domain rules (``metrics_dir/domains/<domain>/``,
+    then ``metrics_dir/<table>.parquet``): for a study whose metric jobs take less time than
+    starting Python and importing their libraries, as the mini study's do.
+    """
+    metrics_dir = Path(metrics_dir)
+    domains = list(cfg["domains"])
+
+    def domain_traces(domain: str, splits: list[str]) -> list[Path]:
+        return [Path(d) / f"{domain}_{split}.parquet" for d in trace_dirs for split in splits]
+
+    for domain in tqdm(domains, desc="metrics", unit="domain"):
+        out = metrics_dir / "domains" / domain
+        memorized = out / "memorization.parquet"
+        run_memorization(cfg, domain, domain_traces(domain, ["train"]), memorized, out / "memorization_ablation.parquet")
+        run_pathways(
+            cfg,
+            domain,
+            domain_traces(domain, pathway_splits(cfg["pathways"])),
+            memorized,
+            out / "pathways.parquet",
+            out / "distances.parquet",
+            threads,
+        )
+        run_consistency(
+            cfg, domain, domain_traces(domain, cfg["consistency"]["splits"]), router_weights, out / "consistency.parquet"
+        )
+        run_onset(cfg, domain, eval_samples, out / "onset.parquet")
+        train_texts, test_texts = (Path(split_path(cfg["domains"], domain, split)) for split in ("train", "test"))
+        # one torch thread, as the per-domain rule's default: MiniLM's sums depend on the thread count
+        run_groups(cfg, domain, memorized, out / "onset.parquet", train_texts, test_texts, out / "groups.parquet", 1)
+    for table in METRIC_TABLES:
+        gather([metrics_dir / "domains" / d / f"{table}.parquet" for d in domains], metrics_dir / f"{table}.parquet")
+    pathway_files = [metrics_dir / "domains" / d / "pathways.parquet" for d in domains]
+    run_cross_distances(cfg, pathway_files, metrics_dir / "cross_distances.parquet", threads)

@@ -23,6 +23,7 @@ rule samples:
     params:
         call="grokpath.samples:write_samples",
     threads: res("samples", "threads")
+    priority: CRITICAL_PATH
     resources:
         mem_mb=res("samples", "mem_mb"),
         runtime=res("samples", "runtime"),
@@ -43,6 +44,7 @@ rule curves:
         call="grokpath.curves:write_curves",
         cfg=cfg("analysis", "pathways"),
     threads: res("curves", "threads")
+    priority: CRITICAL_PATH
     resources:
         mem_mb=res("curves", "mem_mb"),
         runtime=res("curves", "runtime"),
@@ -65,6 +67,7 @@ rule correlations:
         call="grokpath.correlations:write_correlations",
         cfg=cfg("analysis", "pathways"),
     threads: res("correlations", "threads")
+    priority: CRITICAL_PATH
     resources:
         mem_mb=res("correlations", "mem_mb"),
         runtime=res("correlations", "runtime"),
@@ -89,6 +92,7 @@ rule controls:
         call="grokpath.controls:write_controls",
         cfg=cfg("analysis", "pathways"),
     threads: res("controls", "threads")
+    priority: CRITICAL_PATH
     resources:
         mem_mb=res("controls", "mem_mb"),
         runtime=res("controls", "runtime"),
@@ -108,6 +112,7 @@ rule onset_table:
         call="grokpath.rise:write_onset",
         cfg=cfg("analysis"),
     threads: res("onset_table", "threads")
+    priority: CRITICAL_PATH
     resources:
         mem_mb=res("onset_table", "mem_mb"),
         runtime=res("onset_table", "runtime"),
@@ -143,6 +148,7 @@ rule figures_paper_a:
         cfg=cfg("analysis", "pathways", "figures"),
         out_dir=lambda wildcards, output: os.path.dirname(output.pdfs[0]),
     threads: res("figures_paper_a", "threads")
+    priority: CRITICAL_PATH
     resources:
         mem_mb=res("figures_paper_a", "mem_mb"),
         runtime=res("figures_paper_a", "runtime"),

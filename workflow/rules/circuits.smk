@@ -1,14 +1,11 @@
 # circuits stage (paper B, Huang et al. 2024): one training job per grid cell with
-# all its seeds batched, then regime classification and figures. Independent of paper A,
-# except the optional circuits_paper_a_regimes rule that labels paper A's domains.
-from grokpath.circuits.sweep import emergence_cells, grid_cells
+# all its seeds batched (or one job for the whole sweep: circuits.one_job), then regime
+# classification and figures. Independent of paper A, except the optional
+# circuits_paper_a_regimes rule that labels paper A's domains.
+from grokpath.circuits.sweep import sweep_runs
 from grokpath.figures import PAPER_B_FIGURES
 
-CIRCUIT_RUNS = [f"results/circuits/runs/{task}/dh{d_h}_D{D}.parquet" for task, d_h, D in grid_cells(config["circuits"])]
-CIRCUIT_MIX_RUNS = [
-    f"results/circuits/runs/{task}/L{n_layers}_dh{d_h}_D{D}.parquet"
-    for task, n_layers, d_h, D in emergence_cells(config["circuits"])
-]
+CIRCUIT_RUNS = [str(path) for _, path in sweep_runs(config["circuits"], "results/circuits/runs")]
 
 
 wildcard_constraints:
@@ -19,51 +16,76 @@ wildcard_constraints:
     n_layers=r"\d+",
 
 
-rule circuits_train:
-    output:
-        out="results/circuits/runs/{circuit_task}/dh{d_h}_D{D}.parquet",
-    params:
-        call="grokpath.circuits.sweep:train_cell",
-        circuits=section("circuits"),
-        task="{circuit_task}",
-    threads: res("circuits_train", "threads")
-    resources:
-        mem_mb=res("circuits_train", "mem_mb"),
-        runtime=res("circuits_train", "runtime"),
-        gpu=res("circuits_train", "gpu"),
-    log:
-        "results/logs/circuits_train/{circuit_task}_dh{d_h}_D{D}.log",
-    benchmark:
-        "results/benchmarks/circuits_train/{circuit_task}_dh{d_h}_D{D}.tsv"
-    conda: "../../envs/torch.yaml"
-    script:
-        "../scripts/step.py"
+if config["circuits"]["one_job"]:
+
+    rule circuits_sweep:
+        output:
+            runs=CIRCUIT_RUNS,
+        params:
+            call="grokpath.circuits.sweep:train_sweep",
+            circuits=section("circuits"),
+            runs_dir="results/circuits/runs",
+        threads: res("circuits_train", "threads")
+        priority: CRITICAL_PATH - 10  # the longest job off paper A's chain: the first free core after it
+        resources:
+            mem_mb=res("circuits_train", "mem_mb"),
+            runtime=res("circuits_train", "runtime"),
+            gpu=res("circuits_train", "gpu"),
+        log:
+            "results/logs/circuits_sweep/all.log",
+        benchmark:
+            "results/benchmarks/circuits_sweep/all.tsv"
+        conda: "../../envs/torch.yaml"
+        script:
+            "../scripts/step.py"
+
+else:
+
+    rule circuits_train:
+        output:
+            out="results/circuits/runs/{circuit_task}/dh{d_h}_D{D}.parquet",
+        params:
+            call="grokpath.circuits.sweep:train_cell",
+            circuits=section("circuits"),
+            task="{circuit_task}",
+        threads: res("circuits_train", "threads")
+        resources:
+            mem_mb=res("circuits_train", "mem_mb"),
+            runtime=res("circuits_train", "runtime"),
+            gpu=res("circuits_train", "gpu"),
+        log:
+            "results/logs/circuits_train/{circuit_task}_dh{d_h}_D{D}.log",
+        benchmark:
+            "results/benchmarks/circuits_train/{circuit_task}_dh{d_h}_D{D}.tsv"
+        conda: "../../envs/torch.yaml"
+        script:
+            "../scripts/step.py"
 
 
-rule circuits_train_mix:
-    output:
-        out="results/circuits/runs/{mix_task}/L{n_layers}_dh{d_h}_D{D}.parquet",
-    params:
-        call="grokpath.circuits.sweep:train_cell",
-        circuits=section("circuits"),
-        task="{mix_task}",
-    threads: res("circuits_train", "threads")
-    resources:
-        mem_mb=res("circuits_train", "mem_mb"),
-        runtime=res("circuits_train", "runtime"),
-        gpu=res("circuits_train", "gpu"),
-    log:
-        "results/logs/circuits_train_mix/{mix_task}_L{n_layers}_dh{d_h}_D{D}.log",
-    benchmark:
-        "results/benchmarks/circuits_train_mix/{mix_task}_L{n_layers}_dh{d_h}_D{D}.tsv"
-    conda: "../../envs/torch.yaml"
-    script:
-        "../scripts/step.py"
+    rule circuits_train_mix:
+        output:
+            out="results/circuits/runs/{mix_task}/L{n_layers}_dh{d_h}_D{D}.parquet",
+        params:
+            call="grokpath.circuits.sweep:train_cell",
+            circuits=section("circuits"),
+            task="{mix_task}",
+        threads: res("circuits_train", "threads")
+        resources:
+            mem_mb=res("circuits_train", "mem_mb"),
+            runtime=res("circuits_train", "runtime"),
+            gpu=res("circuits_train", "gpu"),
+        log:
+            "results/logs/circuits_train_mix/{mix_task}_L{n_layers}_dh{d_h}_D{D}.log",
+        benchmark:
+            "results/benchmarks/circuits_train_mix/{mix_task}_L{n_layers}_dh{d_h}_D{D}.tsv"
+        conda: "../../envs/torch.yaml"
+        script:
+            "../scripts/step.py"
 
 
 rule circuits_classify:
     input:
-        run_paths=CIRCUIT_RUNS + CIRCUIT_MIX_RUNS,
+        run_paths=CIRCUIT_RUNS,
     output:
         out="results/circuits/regimes.parquet",
     params:
@@ -83,7 +105,7 @@ rule circuits_classify:
 rule circuits_figures:
     input:
         regimes_path="results/circuits/regimes.parquet",
-        run_paths=CIRCUIT_RUNS + CIRCUIT_MIX_RUNS,
+        run_paths=CIRCUIT_RUNS,
     output:
         outs=[
             report(

@@ -3,6 +3,7 @@
 # Each step runs workflow/scripts/step.py, which calls the library function named in
 # params.call with the rule's wildcards, named inputs, outputs and params (grokpath.step).
 from grokpath.checkpoints import checkpoint_names
+from grokpath.config import load_schema
 from grokpath.data import SPLITS
 
 CKPTS = checkpoint_names(config)
@@ -30,10 +31,14 @@ def section(name):
     return lambda wildcards: config[name]
 
 
+SCHEMA_RESOURCES = load_schema()["properties"]["resources"]["default"]
+
+
 def res(rule_name, key):
-    """A rule's resource from config.resources, falling back to resources.default."""
+    """A rule's resource from config.resources, falling back to its default row, then to the schema's."""
     table = config["resources"]
-    return table.get(rule_name, {}).get(key, table.get("default", {}).get(key))
+    default = table.get("default") or SCHEMA_RESOURCES["default"]
+    return table.get(rule_name, {}).get(key, default.get(key))
 
 
 def checkpoint_dir(wildcards):
@@ -52,7 +57,12 @@ def checkpoint_dirs():
 
 # The mini study's checkpoints all come from the one pretrain job, at once: one trace job and one
 # evaluation job read them all (a job per tiny checkpoint spends most of its time importing torch).
+# Its metric jobs are as small: one job runs the metrics stage too.
 ONE_JOB_PER_STUDY = config["checkpoints"]["source"] == "mini"
+
+# Paper A's chain of jobs, world to figures: when a core frees, Snakemake gives it to the
+# highest priority among the ready jobs, so paper B's independent jobs fill the idle cores.
+CRITICAL_PATH = 50
 
 
 def eval_adapters(wildcards, tuning_sets):

@@ -72,6 +72,7 @@ if ONE_JOB_PER_STUDY and TUNING != "lora":
             ckpts=CKPTS,
             out_dirs=[f"results/eval/{ckpt}" for ckpt in CKPTS],
         threads: res("evaluate", "threads")
+        priority: CRITICAL_PATH
         resources:
             mem_mb=res("evaluate", "mem_mb"),
             runtime=res("evaluate", "runtime"),
@@ -104,6 +105,7 @@ else:
             out_dir=subpath(output.samples, parent=True),
         group: "ckpt_{ckpt}"  # one SLURM allocation per checkpoint (profiles/slurm group-components)
         threads: res("evaluate", "threads")
+        priority: CRITICAL_PATH
         resources:
             mem_mb=res("evaluate", "mem_mb"),
             runtime=res("evaluate", "runtime"),

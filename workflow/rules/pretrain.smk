@@ -20,7 +20,7 @@ if config["checkpoints"]["source"] == "mini":
             checkpoints_dir=lambda wildcards, output: os.path.dirname(output.checkpoints[0]),
             state_dir="results/pretrain/state",
         threads: config["pretrain"]["threads"]  # torch threads: the scheduler reserves what the job uses
-        priority: 50  # the critical path: start before the independent circuits jobs
+        priority: CRITICAL_PATH
         resources:
             mem_mb=res("pretrain", "mem_mb"),
             runtime=res("pretrain", "runtime"),

@@ -74,6 +74,7 @@ if ONE_JOB_PER_STUDY:
             ckpts=CKPTS,
             out_dirs=[f"results/traces/{ckpt}" for ckpt in CKPTS],
         threads: res("traces", "threads")
+        priority: CRITICAL_PATH
         resources:
             mem_mb=res("traces", "mem_mb"),
             runtime=res("traces", "runtime"),
@@ -102,6 +103,7 @@ else:
             out_dir=subpath(output.router_weights, parent=True),
         group: "ckpt_{ckpt}"  # one SLURM allocation per checkpoint (profiles/slurm group-components)
         threads: res("traces", "threads")
+        priority: CRITICAL_PATH
         resources:
             mem_mb=res("traces", "mem_mb"),
             runtime=res("traces", "runtime"),

@@ -11,8 +11,10 @@ if config["checkpoints"]["source"] == "mini":
             call="grokpath.world:build_world",
             cfg=cfg("world", "domains"),
             out_dir=subpath(output.manifest, parent=True),
-        threads: res("world", "threads")
-        priority: 50  # the critical path: start before the independent circuits jobs
+        # pretraining's cores from the start: Snakemake keeps no core free for a waiting
+        # multi-thread job, so the circuits jobs would take them and pretraining would wait
+        threads: config["pretrain"]["threads"]
+        priority: CRITICAL_PATH
         resources:
             mem_mb=res("world", "mem_mb"),
             runtime=res("world", "runtime"),

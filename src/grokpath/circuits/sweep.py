@@ -1,7 +1,8 @@
 """Grid cells of the circuits sweeps: which runs the config asks for, and one cell's job.
 
 A cell is (task, n_layers, d_h, D, split_ffn): all ``circuits.n_seeds`` seeds of it
-train in one process (batched). Snakemake fans the cells out as rule wildcards.
+train in one process (batched). Snakemake fans the cells out as rule wildcards, or, with
+``circuits.one_job``, trains them all in one job (``train_sweep``).
 
 - ``add`` / ``square``: D = training pairs; the grids are ``circuits.grids.<name>``.
 - ``memorize``: the capacity runs, D = P^2 (all pairs, random symmetric labels).
@@ -56,6 +57,26 @@ def emergence_cells(circuits: dict) -> list[tuple[str, int, int, int]]:
         raise ValueError(f"circuits.emergence.n_add={em['n_add']} must be in 1..{P * P - 1}")
     tasks = ["mix_split" if split else "mix" for split in em["split_ffn"]]
     return sorted({(t, int(L), int(d_h), int(n_sub)) for t in tasks for L, d_h in em["sizes"] for n_sub in em["n_sub"]})
+
+
+def sweep_runs(circuits: dict, runs_dir: Path | str) -> list[tuple[dict, Path]]:
+    """Every cell of the sweep: ``train_cell``'s arguments and its run file under ``runs_dir``."""
+    runs_dir = Path(runs_dir)
+    cells = [({"task": t, "d_h": d_h, "D": D}, runs_dir / t / f"dh{d_h}_D{D}.parquet") for t, d_h, D in grid_cells(circuits)]
+    cells += [
+        ({"task": t, "n_layers": L, "d_h": d_h, "D": D}, runs_dir / t / f"L{L}_dh{d_h}_D{D}.parquet")
+        for t, L, d_h, D in emergence_cells(circuits)
+    ]
+    return cells
+
+
+def train_sweep(circuits: dict, runs_dir: Path | str, threads: int | None = None) -> None:
+    """Train every cell of the sweep in this process, one after the other (``circuits.one_job``)."""
+    from tqdm import tqdm
+
+    for cell, out in tqdm(sweep_runs(circuits, runs_dir), desc="circuits sweep", unit="cell"):
+        log.info("cell %s -> %s", cell, out)
+        train_cell(circuits, out=out, threads=threads, **cell)
 
 
 def train_cell(
