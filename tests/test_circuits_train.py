@@ -117,7 +117,7 @@ def test_sweep_in_one_job_writes_each_cell_as_its_own_job_would(tmp_path):
     assert (
         run_step(
             "grokpath.circuits.sweep:train_sweep",
-            {"circuits": circuits, "runs_dir": str(tmp_path / "runs"), "threads": 1},
+            {"circuits": circuits, "runs": [str(path) for _, path in runs], "threads": 1},
             tmp_path / "s.log",
         )
         == 0
@@ -133,3 +133,29 @@ def test_sweep_in_one_job_writes_each_cell_as_its_own_job_would(tmp_path):
             == 0
         )
         pd.testing.assert_frame_equal(pd.read_parquet(path), pd.read_parquet(alone), obj=str(path))
+
+
+def test_paper_overlay_plans_a_job_per_cell(tmp_path):
+    """The command in config/circuits_paper.yaml's header, as a dry run: a job per cell, and its resources
+    table (which has no 'default' row) still gives every other rule the schema's default."""
+    import re
+
+    import yaml
+    from conftest import REPO, make_workdir, run_snakemake
+
+    from grokpath.circuits.sweep import sweep_runs
+    from grokpath.config import deep_merge, validate
+
+    header = (REPO / "config" / "circuits_paper.yaml").read_text().splitlines()[2]
+    args = header.split("snakemake ", 1)[1].split()
+    assert args[:2] == ["--cores", "all"] and "--configfile" in args
+    workdir = make_workdir(tmp_path / "w")
+    proc = run_snakemake(workdir, "-n", *args, timeout=600)
+    stats = proc.stdout.split("Job stats:", 1)[1].split("\n\n", 1)[0]
+    jobs = {m[1]: int(m[2]) for m in re.finditer(r"^(\w+)\s+(\d+)$", stats, re.M)}
+    paper = validate(
+        deep_merge(*(yaml.safe_load((REPO / "config" / n).read_text()) for n in ("config.yaml", "circuits_paper.yaml")))
+    )
+    n_cells = len(sweep_runs(paper["circuits"], "runs"))
+    assert jobs["circuits_train"] + jobs["circuits_train_mix"] == n_cells > 100 and "circuits_sweep" not in jobs
+    assert "mem_mb=16000" in proc.stdout  # the overlay's own row for circuits_train

@@ -24,7 +24,6 @@ if config["circuits"]["one_job"]:
         params:
             call="grokpath.circuits.sweep:train_sweep",
             circuits=section("circuits"),
-            runs_dir="results/circuits/runs",
         threads: res("circuits_train", "threads")
         priority: CRITICAL_PATH - 10  # the longest job off paper A's chain: the first free core after it
         resources:

@@ -29,7 +29,7 @@ if ONE_JOB_PER_STUDY:
             call="grokpath.metrics:run_metrics_study",
             cfg=cfg("domains", "memorization", "pathways", "consistency", "onset", "matching"),
             trace_dirs=[f"results/traces/{ckpt}" for ckpt in CKPTS],
-            metrics_dir="results/metrics",
+            metrics_dir=subpath(output.cross_distances, parent=True),
         threads: res("metrics", "threads")
         priority: CRITICAL_PATH
         resources:
@@ -186,4 +186,4 @@ else:
             "../scripts/step.py"
 
 
-    ALL_TARGETS += expand("results/metrics/{table}.parquet", table=METRIC_TABLES + ["cross_distances"])
+ALL_TARGETS += expand("results/metrics/{table}.parquet", table=[*METRIC_TABLES, "cross_distances"])

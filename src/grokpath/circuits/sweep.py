@@ -70,11 +70,17 @@ def sweep_runs(circuits: dict, runs_dir: Path | str) -> list[tuple[dict, Path]]:
     return cells
 
 
-def train_sweep(circuits: dict, runs_dir: Path | str, threads: int | None = None) -> None:
-    """Train every cell of the sweep in this process, one after the other (``circuits.one_job``)."""
+def train_sweep(circuits: dict, runs: list[Path], threads: int | None = None) -> None:
+    """Train every cell of the sweep in this process, one after the other (``circuits.one_job``).
+
+    ``runs``: the run files the rule declares, ``<runs_dir>/<task>/<cell>.parquet`` (``sweep_runs``).
+    """
     from tqdm import tqdm
 
-    for cell, out in tqdm(sweep_runs(circuits, runs_dir), desc="circuits sweep", unit="cell"):
+    cells = sweep_runs(circuits, Path(runs[0]).parent.parent) if runs else []
+    if sorted(str(out) for _, out in cells) != sorted(str(p) for p in runs):
+        raise ValueError(f"circuits_sweep: the run files {[str(p) for p in runs][:3]}... are not the sweep's cells")
+    for cell, out in tqdm(cells, desc="circuits sweep", unit="cell"):
         log.info("cell %s -> %s", cell, out)
         train_cell(circuits, out=out, threads=threads, **cell)
 
