@@ -17,9 +17,6 @@ import logging
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from grokpath.circuits.model import ModelSpec, n_params
-from grokpath.circuits.tasks import make_task, vocab_size
-from grokpath.circuits.train import train_models
 from grokpath.io import config_hash, provenance, write_frame
 
 if TYPE_CHECKING:
@@ -92,6 +89,11 @@ def train_cell(
 
     ``threads``: the job's torch CPU threads, in place of ``circuits.train.threads``.
     """
+    # torch only here: the workflow imports this module to name the cells' files
+    from grokpath.circuits.model import ModelSpec, n_params
+    from grokpath.circuits.tasks import make_task, vocab_size
+    from grokpath.circuits.train import train_models
+
     if task not in CELL_TASKS:
         raise ValueError(f"unknown circuits cell task '{task}'; known: {', '.join(CELL_TASKS)}")
     P, train = int(circuits["P"]), circuits["train"]

@@ -19,7 +19,6 @@ from grokpath.data import SKIP_REASONS, SPLITS
 from grokpath.io import atomic_dir, atomic_path, config_hash, write_json
 from grokpath.seeds import domain_rng
 from grokpath.world import chemistry, code, commonsense, control, math, skills
-from grokpath.world.tokenizer import build_tokenizer, save_tokenizer
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +51,8 @@ def _write_jsonl(rows: list[dict], path: Path) -> None:
 
 def build_world(cfg: dict, out_dir: Path | str, tokenizer_dir: Path | str) -> dict:
     """Write the corpus, its manifest and tokenizer; return the manifest."""
+    from grokpath.world.tokenizer import build_tokenizer, save_tokenizer  # transformers: not for the workflow's imports
+
     world, domains = cfg["world"], list(cfg["domains"])
     out_dir = Path(out_dir)
     corpus = generate_world(world, domains)
