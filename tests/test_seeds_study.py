@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 import yaml
 
+from grokpath import seeds_study
 from grokpath.config import validate
 from grokpath.seeds_study import SEED_TARGETS, TABLE1, seed_dir, snakemake_command, summary_markdown
 
@@ -120,3 +121,28 @@ def test_gather_reads_the_pipelines_own_tables(smoke_run, tmp_path):
     summary = (tmp_path / "summary.md").read_text()
     for row in distance.itertuples():
         assert f"| pathway_distance | {row.domain} | s0: " in summary
+
+
+def test_a_seed_starts_as_soon_as_any_running_seed_ends(tmp_path, monkeypatch):
+    """Two slots, seed 0 slow: seed 2 takes seed 1's slot when seed 1 ends, not seed 0's."""
+    import sys
+    import time
+
+    starts = tmp_path / "starts"
+    starts.mkdir()
+
+    def command(repo, workdir, configfiles, cores, extra_targets=()):
+        seed = int(Path(workdir).name.removeprefix("seed_"))
+        seconds = 3.0 if seed == 0 else 0.2
+        script = (
+            f"import pathlib, time; pathlib.Path({str(starts)!r}, '{seed}').write_text(repr(time.time())); time.sleep({seconds})"
+        )
+        return [sys.executable, "-c", script]
+
+    monkeypatch.setattr(seeds_study, "snakemake_command", command)
+    t0 = time.time()
+    seeds_study.run_seeds([0, 1, 2], tmp_path / "out", [], cores=1, concurrent=2)
+    started = {int(p.name): float(p.read_text()) for p in starts.iterdir()}
+    assert sorted(started) == [0, 1, 2]
+    assert started[2] - t0 < 2.0, started  # seed 0 still runs until t0 + 3 s
+    assert time.time() - t0 < 5.0

@@ -45,6 +45,7 @@ import logging
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -61,6 +62,7 @@ from grokpath.samples import read_samples, read_table
 log = logging.getLogger(__name__)
 
 REPO = Path(__file__).resolve().parents[2]
+POLL_SECONDS = 0.5  # how often the seed runs are checked for an end
 SEED_TARGETS = [
     "results/tables/onset.csv",
     "results/tables/correlations.csv",
@@ -149,8 +151,8 @@ def run_seeds(
                 if proc.returncode != 0:
                     failed.append(seed)
                 log.info("seed %d: workflow exit %d", seed, proc.returncode)
-        if running:
-            next(iter(running.values()))[0].wait()
+        if running and (len(running) >= concurrent or not pending):
+            time.sleep(POLL_SECONDS)  # any seed's end frees a slot, not only the first one's
     if failed:
         raise RuntimeError(f"seed workflow(s) {failed} failed; see {out}/seed_<s>/snakemake.log")
 
