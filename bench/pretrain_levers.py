@@ -17,6 +17,9 @@ compile cost. Variants:
   one torch thread each (``grokpath.domain_workers``; wall seconds, CPU of the parent and workers);
 - ``domain-threads-2``: the same passes on 2 Python threads of this process instead (the GIL's cost).
 
+``--domain-costs`` times each domain's forward and backward pass alone instead (1 thread, median CPU
+seconds) and sums them over the shares ``pretrain.parallel_domains`` gives the workers.
+
 Run (from the repo root):
     nice -n 5 .venv/bin/python bench/pretrain_levers.py --steps 6
 """
@@ -36,7 +39,7 @@ from mini_world_grokking import parse_overrides  # bench/ is on sys.path when ru
 from transformers import OlmoeForCausalLM
 
 from grokpath.config import deep_merge, load
-from grokpath.domain_workers import DomainWorkers
+from grokpath.domain_workers import DomainWorkers, balanced_shares
 from grokpath.pretrain import apply_gradients, domain_pass, encode, model_config, parameter_groups, sequence_losses
 from grokpath.world import generate_world
 from grokpath.world.tokenizer import build_tokenizer
@@ -127,15 +130,39 @@ class Variant:
             self.wall.append(wall)
 
 
+def domain_costs(cfg: dict, tokenizer, batches: dict, steps: int) -> None:
+    """Each domain's pass alone (1 thread, median CPU-s), and its sum over each worker's share."""
+    torch.set_num_threads(1)
+    model = Variant("baseline", cfg, tokenizer).model
+    aux, domains = cfg["pretrain"]["router_aux_loss_coef"], list(batches)
+    seconds = {d: [] for d in domains}
+    for _ in range(steps + 1):  # the first round warms up
+        for d in domains:
+            start = time.process_time()
+            domain_pass(model, batches[d], aux, len(domains))
+            seconds[d].append(time.process_time() - start)
+    median = {d: statistics.median(seconds[d][1:]) for d in domains}
+    costs = [float(len(batches[d]["input_ids"]) * batches[d]["input_ids"].shape[1]) for d in domains]
+    print("| domain | padded batch | CPU-s per pass (median) |\n|---|---|---|")
+    for d in domains:
+        print(f"| {d} | {tuple(batches[d]['input_ids'].shape)} | {median[d]:.4f} |")
+    for share in balanced_shares(costs, 2):  # the workflow's shares: padded rows x width
+        print(f"worker share {[domains[i] for i in share]}: {sum(median[domains[i]] for i in share):.4f} CPU-s")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--steps", type=int, default=6, help="timed steps per variant (after one warm-up step)")
     parser.add_argument("--set", action="append", default=[], help="config override, e.g. world.modulus=19")
     parser.add_argument("--skip-compile", action="store_true")
+    parser.add_argument("--domain-costs", action="store_true", help="time each domain's pass and the workers' shares")
     args = parser.parse_args()
     cfg = load(REPO / "config" / "config.yaml")
     cfg = deep_merge(cfg, parse_overrides(args.set))
     tokenizer, batches = world_batches(cfg)
+    if args.domain_costs:
+        domain_costs(cfg, tokenizer, batches, args.steps)
+        return
     tokens = sum(int(b["attention_mask"].sum()) for b in batches.values())
     texts = sum(len(b["input_ids"]) for b in batches.values())
     variants = [
