@@ -40,7 +40,15 @@ from transformers import OlmoeForCausalLM
 
 from grokpath.config import deep_merge, load
 from grokpath.domain_workers import DomainWorkers, balanced_shares
-from grokpath.pretrain import apply_gradients, domain_pass, encode, model_config, parameter_groups, sequence_losses
+from grokpath.pretrain import (
+    apply_gradients,
+    domain_pass,
+    encode,
+    model_config,
+    parameter_groups,
+    pass_costs,
+    sequence_losses,
+)
 from grokpath.world import generate_world
 from grokpath.world.tokenizer import build_tokenizer
 
@@ -99,7 +107,7 @@ class Variant:
 
     def start_workers(self, batches: dict) -> None:
         passes = list(batches.values())
-        costs = [float(b["input_ids"].numel()) for b in passes]  # padded batch, as grokpath.pretrain weighs it
+        costs = pass_costs(passes, 0)  # full batch, as grokpath.pretrain weighs it
         self.workers = DomainWorkers(
             self.model, costs, self.domains, lambda d, index: domain_pass(self.model, passes[d], 0.0, len(passes))
         )
@@ -142,7 +150,7 @@ def domain_costs(cfg: dict, tokenizer, batches: dict, steps: int) -> None:
             domain_pass(model, batches[d], aux, len(domains))
             seconds[d].append(time.process_time() - start)
     median = {d: statistics.median(seconds[d][1:]) for d in domains}
-    costs = [float(len(batches[d]["input_ids"]) * batches[d]["input_ids"].shape[1]) for d in domains]
+    costs = pass_costs([batches[d] for d in domains], cfg["pretrain"]["batch_size"])
     print("| domain | padded batch | CPU-s per pass (median) |\n|---|---|---|")
     for d in domains:
         print(f"| {d} | {tuple(batches[d]['input_ids'].shape)} | {median[d]:.4f} |")

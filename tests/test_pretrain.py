@@ -24,6 +24,7 @@ from grokpath.pretrain import (
     encode,
     learning_rate,
     model_config,
+    pass_costs,
     pretrain,
     sequence_losses,
 )
@@ -223,6 +224,13 @@ def test_balanced_shares_by_hand():
     assert balanced_shares([1, 1, 1], 1) == [[0, 1, 2]]
     # 8 workers for 11 domains is past the exhaustive search: LPT, dearest first to the least loaded
     assert balanced_shares(list(range(1, 12)), 8) == [[10], [9], [8], [7], [6], [0, 5], [1, 4], [2, 3]]
+
+
+def test_pass_costs_are_padded_batches_by_hand():
+    batches = [{"input_ids": torch.zeros(423, 7)}, {"input_ids": torch.zeros(386, 11)}]
+    assert pass_costs(batches, 0) == pass_costs(batches, None) == [2961.0, 4246.0]  # full batch: every row
+    assert pass_costs(batches, 64) == [448.0, 704.0]  # 64 rows a step
+    assert pass_costs(batches, 400) == [2800.0, 4246.0]  # never more rows than the domain has
 
 
 def test_bad_config_fails_early(world, tmp_path):

@@ -177,6 +177,16 @@ def domain_pass(model, batch: dict[str, torch.Tensor], aux_coef: float, n_domain
     return loss.item(), aux.item(), grads
 
 
+def pass_costs(batches: list[dict[str, torch.Tensor]], batch_size: int | None) -> list[float]:
+    """What each domain's pass costs, for sharing them out: its padded batch, rows x longest text
+    (``batch_size`` rows a step, or every row at 0/None: full batch)."""
+    costs = []
+    for batch in batches:
+        n, width = batch["input_ids"].shape
+        costs.append(float((min(batch_size, n) if batch_size else n) * width))
+    return costs
+
+
 def apply_gradients(model, parts: list[dict]) -> None:
     """Set each parameter's ``.grad`` to the sum of the domains' gradients, in the domains' order."""
     params = [p for p in model.parameters() if p.requires_grad]
@@ -300,11 +310,7 @@ def pretrain(
         if n_workers > 1 and not can_fork():
             log.warning("pretrain.parallel_domains: no 'fork' start method on this platform; the domains run one after the other")
         elif n_workers > 1:
-            # a pass costs about its padded batch: rows x longest text
-            rows = [
-                len(data[d]["input_ids"]) if full_batch else min(pre["batch_size"], len(data[d]["input_ids"])) for d in domains
-            ]
-            costs = [float(r * data[d]["input_ids"].shape[1]) for r, d in zip(rows, domains)]
+            costs = pass_costs([data[d] for d in domains], pre["batch_size"])
             workers = stack.enter_context(DomainWorkers(model, costs, n_workers, domain_step))
             log.info("domain workers: %s", [[domains[i] for i in share] for share in workers.shares])
         began = time.time()
