@@ -177,3 +177,61 @@ def test_one_metrics_job_writes_what_the_per_domain_rules_write(smoke_run, tmp_p
         one_job = pd.read_parquet(smoke_run / "results" / "metrics" / name)
         assert len(one_job) > 0 or name.endswith("groups.parquet"), name
         pd.testing.assert_frame_equal(pd.read_parquet(out / name), one_job, obj=name)
+
+
+def test_one_analysis_job_writes_what_the_tables_rules_write(smoke_run, tmp_path):
+    """The mini study's `analysis` job against the tables' and figures' rules' functions, one by one on its inputs."""
+    from grokpath.controls import write_controls
+    from grokpath.correlations import write_correlations
+    from grokpath.curves import write_curves
+    from grokpath.figures.paper_a import write_paper_a_figures
+    from grokpath.rise import write_onset
+    from grokpath.samples import write_samples
+
+    config = smoke_config()
+    results = smoke_run / "results"
+    metrics = results / "metrics"
+    ckpts = checkpoint_names(config)
+    traces = [
+        results / "traces" / c / f"{d}_{s}.parquet" for c in ckpts for d in config["domains"] for s in ("train", "validation")
+    ]
+    evals = [results / "eval" / c / "samples.parquet" for c in ckpts]
+    out = tmp_path
+    write_samples(
+        traces,
+        evals,
+        metrics / "memorization.parquet",
+        metrics / "onset.parquet",
+        metrics / "consistency.parquet",
+        metrics / "pathways.parquet",
+        out / "samples.parquet",
+    )
+    write_onset(config, out / "samples.parquet", out / "onset.csv")
+    write_curves(config, out / "samples.parquet", metrics / "distances.parquet", out / "curves.parquet")
+    args = (out / "curves.parquet", out / "samples.parquet", metrics / "distances.parquet")
+    write_correlations(config, *args, out / "correlations.csv", out / "correlations.md")
+    write_controls(
+        config,
+        *args,
+        metrics / "cross_distances.parquet",
+        out / "controls.csv",
+        out / "controls.md",
+        out / "controls_checkpoints.csv",
+    )
+    write_paper_a_figures(
+        config,
+        *args,
+        metrics / "cross_distances.parquet",
+        metrics / "groups.parquet",
+        metrics / "memorization_ablation.parquet",
+        out / "correlations.csv",
+        out / "figures",
+    )
+    for name in ("samples", "curves"):
+        pd.testing.assert_frame_equal(pd.read_parquet(out / f"{name}.parquet"), pd.read_parquet(metrics / f"{name}.parquet"))
+    for name in ("onset.csv", "correlations.csv", "correlations.md", "controls.csv", "controls.md", "controls_checkpoints.csv"):
+        assert (out / name).read_text() == (results / "tables" / name).read_text(), name
+    assert len((out / "correlations.csv").read_text().splitlines()) > 1
+    for name in PAPER_A_FIGURES:
+        ours, job = out / "figures" / f"{name}.png", results / "figures" / "paper_a" / f"{name}.png"
+        assert ours.read_bytes() == job.read_bytes(), name

@@ -19,6 +19,7 @@ from grokpath.config import validate
 from grokpath.data import read_split
 from grokpath.domain_workers import DomainWorkers, balanced_shares
 from grokpath.pretrain import (
+    amplify_slow_gradients,
     apply_gradients,
     domain_pass,
     encode,
@@ -116,8 +117,9 @@ def test_checkpoints_loss_and_monitor(world, tmp_path):
     assert (monitor["pathway_distance"] >= 0).all() and (monitor["probe_loss"] > 0).all()
 
 
-def test_resume_after_interruption_is_exact(world, tmp_path):
-    cfg = micro_cfg()
+@pytest.mark.parametrize("grokfast_lambda", [0.0, 2.0])
+def test_resume_after_interruption_is_exact(world, tmp_path, grokfast_lambda):
+    cfg = micro_cfg(grokfast_lambda=grokfast_lambda)  # Grokfast's moving average must survive the restart too
     run(cfg, world, tmp_path / "whole")
     run(cfg, world, tmp_path / "cut", stop_after_step=4)  # as if killed after the step-4 checkpoint
     assert not (tmp_path / "cut" / "checkpoints" / "step000006").exists()
@@ -213,6 +215,20 @@ def test_domain_workers_end_with_a_killed_parent(tmp_path):
     while any(Path(f"/proc/{pid}").exists() for pid in pids) and time.time() < deadline:
         time.sleep(0.2)
     assert not any(Path(f"/proc/{pid}").exists() for pid in pids)
+
+
+def test_amplify_slow_gradients_by_hand():
+    layer = torch.nn.Linear(1, 1, bias=False)
+    ema: dict[str, torch.Tensor] = {}
+    for grad, expected_ema, expected_grad in [
+        (1.0, 1.0, 1.0 + 2 * 1.0),  # the first step's average is the gradient itself
+        (3.0, 0.9 * 1.0 + 0.1 * 3.0, 3.0 + 2 * 1.2),  # ema 1.2
+        (-1.0, 0.9 * 1.2 + 0.1 * -1.0, -1.0 + 2 * 0.98),  # ema 0.98
+    ]:
+        layer.weight.grad = torch.tensor([[grad]])
+        amplify_slow_gradients(layer, ema, alpha=0.9, lamb=2.0)
+        assert ema["weight"].item() == pytest.approx(expected_ema)
+        assert layer.weight.grad.item() == pytest.approx(expected_grad)
 
 
 def test_balanced_shares_by_hand():

@@ -223,9 +223,9 @@ def test_quick_start_plans_the_whole_default_study(checkout):
     config = load(REPO / "config" / "config.yaml")
     ckpts = checkpoint_names(config)
     jobs = job_counts(out)
-    assert jobs["world"] == jobs["pretrain"] == jobs["correlations"] == jobs["figures_paper_a"] == jobs["all"] == 1
-    assert jobs["traces"] == jobs["evaluate"] == jobs["metrics"] == 1  # the mini study: one job per stage
-    assert not {"memorization", "pathways", "groups", "metrics_gather"} & set(jobs)
+    assert jobs["world"] == jobs["pretrain"] == jobs["all"] == 1
+    assert jobs["traces"] == jobs["evaluate"] == jobs["metrics"] == jobs["analysis"] == 1  # the mini study: one job per stage
+    assert not {"memorization", "pathways", "groups", "metrics_gather", "samples", "correlations", "figures_paper_a"} & set(jobs)
     assert jobs["circuits_sweep"] == jobs["circuits_figures"] == 1 and "circuits_train" not in jobs
     assert planned_domains(out) == set(config["domains"])
     assert all(f"results/traces/{ckpt}/" in out for ckpt in ckpts)

@@ -199,6 +199,22 @@ def apply_gradients(model, parts: list[dict]) -> None:
         param.grad = total
 
 
+def amplify_slow_gradients(model, ema: dict[str, torch.Tensor], alpha: float, lamb: float) -> None:
+    """Grokfast-EMA (Lee et al. 2024, arXiv 2405.20233, Algorithm 2): keep an exponential moving
+    average of each gradient, ``ema = alpha * ema + (1 - alpha) * grad``, and add ``lamb * ema`` to the
+    gradient. The slow component is what drives generalization, so amplifying it makes the rule
+    appear in fewer steps; the memorizing (fast) component is left as it is. ``ema`` is updated in place.
+    """
+    for name, param in model.named_parameters():
+        if param.grad is None:
+            continue
+        if name in ema:
+            ema[name].mul_(alpha).add_(param.grad, alpha=1 - alpha)
+        else:
+            ema[name] = param.grad.detach().clone()
+        param.grad.add_(ema[name], alpha=lamb)
+
+
 def run_hash(cfg: dict) -> str:
     return config_hash({k: cfg.get(k) for k in ("world", "pretrain", "domains")})
 
@@ -265,10 +281,14 @@ def pretrain(
     torch.manual_seed(pre["seed"])
     model = OlmoeForCausalLM(model_config(pre, tokenizer))
     optimizer = torch.optim.AdamW(
-        parameter_groups(model, pre["weight_decay"], pre["no_weight_decay"]), lr=pre["lr"], betas=(pre["beta1"], pre["beta2"])
+        parameter_groups(model, pre["weight_decay"], pre["no_weight_decay"]),
+        lr=pre["lr"],
+        betas=(pre["beta1"], pre["beta2"]),
+        eps=pre["adam_eps"],
     )
     sampler = torch.Generator().manual_seed(pre["seed"])
     loss_rows: list[dict] = []
+    grad_ema: dict[str, torch.Tensor] = {}
     monitor = None
     if monitor_path is not None:
         from grokpath.monitor import PathwayMonitor
@@ -287,6 +307,7 @@ def pretrain(
         torch.set_rng_state(state["torch_rng"])
         sampler.set_state(state["sampler"])
         loss_rows = state["loss_rows"]
+        grad_ema = state.get("grad_ema", {})
         if monitor is not None:
             monitor.rows = state["monitor_rows"]
         start = state["step"]
@@ -333,6 +354,8 @@ def pretrain(
                 row[f"loss_{d}"] = part["loss"]
                 total += part["loss"] / len(domains)
                 aux_total += part["aux"] / len(domains)
+            if pre["grokfast_lambda"] > 0:
+                amplify_slow_gradients(model, grad_ema, pre["grokfast_alpha"], pre["grokfast_lambda"])
             if pre["grad_clip"] > 0:
                 torch.nn.utils.clip_grad_norm_(model.parameters(), pre["grad_clip"])
             optimizer.step()
@@ -355,6 +378,7 @@ def pretrain(
                         "torch_rng": torch.get_rng_state(),
                         "sampler": sampler.get_state(),
                         "loss_rows": loss_rows,
+                        "grad_ema": grad_ema,
                         "monitor_rows": monitor.rows if monitor is not None else [],
                     },
                 )
