@@ -17,7 +17,7 @@ compile cost. Variants:
   one torch thread each (``grokpath.domain_workers``; wall seconds, CPU of the parent and workers);
 - ``domain-threads-2``: the same passes on 2 Python threads of this process instead (the GIL's cost).
 
-``--domain-costs`` times each domain's forward and backward pass alone instead (1 thread, median CPU
+``--only`` times the named variants alone (the first is the baseline). ``--domain-costs`` times each domain's forward and backward pass alone instead (1 thread, median CPU
 seconds) and sums them over the shares ``pretrain.parallel_domains`` gives the workers.
 
 Run (from the repo root):
@@ -164,6 +164,7 @@ def main() -> None:
     parser.add_argument("--set", action="append", default=[], help="config override, e.g. world.modulus=19")
     parser.add_argument("--skip-compile", action="store_true")
     parser.add_argument("--domain-costs", action="store_true", help="time each domain's pass and the workers' shares")
+    parser.add_argument("--only", nargs="+", help="time only these variants (e.g. domains-2), the first as the baseline")
     args = parser.parse_args()
     cfg = load(REPO / "config" / "config.yaml")
     cfg = deep_merge(cfg, parse_overrides(args.set))
@@ -187,6 +188,11 @@ def main() -> None:
             Variant("compile", cfg, tokenizer, compile_mode="default"),
             Variant("compile-max-autotune", cfg, tokenizer, compile_mode="max-autotune-no-cudagraphs"),
         ]
+    if args.only:
+        unknown = set(args.only) - {v.name for v in variants}
+        if unknown:
+            parser.error(f"--only: unknown variant(s) {sorted(unknown)}; known: {[v.name for v in variants]}")
+        variants = [v for name in args.only for v in variants if v.name == name]
     for v in variants:  # warm-up (and compilation)
         v.step(batches)
     for _ in range(args.steps):
