@@ -103,6 +103,7 @@ class Variant:
             self.forward = torch.compile(self.model, mode=compile_mode, dynamic=False)
         self.cpu, self.wall = [], []
         self.workers = None  # domains-2: started at the first step
+        self.parent = []  # domains-2: wall-s of the parent's share (summing the gradients, AdamW) per step
         self.threads_for_domains = domain_threads
 
     def start_workers(self, batches: dict) -> None:
@@ -124,12 +125,16 @@ class Variant:
                 parts = pool.map(lambda b: domain_pass(self.model, b, 0.0, len(passes)), passes)
             apply_gradients(self.model, [dict(zip(("loss", "aux", "grads"), part)) for part in parts])
         elif self.domains > 1:
-            apply_gradients(self.model, self.workers.step([None] * len(batches)))
+            parts = self.workers.step([None] * len(batches))
+            parent = time.perf_counter()  # the parent's share of the step, while the workers wait
+            apply_gradients(self.model, parts)
         else:
             for batch in batches.values():
                 losses, _, _ = sequence_losses(self.forward, batch)
                 (losses.mean() / len(batches)).backward()
         self.optimizer.step()
+        if self.workers is not None:
+            self.parent.append(time.perf_counter() - parent)
         cpu, wall = cpu_seconds() - cpu, time.perf_counter() - wall
         if self.compile_s is None and self.forward is not self.model:
             self.compile_s = cpu  # the first step of a compiled model pays for compilation
@@ -210,6 +215,11 @@ def main() -> None:
             ratio = f"{statistics.median(base.cpu) / cpu:.2f}x faster (CPU)"
         compiled = f"{v.compile_s:.1f}" if v.compile_s is not None else ""
         print(f"| {v.name} | {cpu:.3f} | {wall:.3f} | {ratio} | {compiled} |")
+    for v in variants:
+        if v.parent:
+            print(
+                f"{v.name}: the parent's share (summing the gradients, AdamW) {1000 * statistics.median(v.parent):.1f} ms per step"
+            )
     for v in variants:
         if v.workers is not None:
             v.workers.close()
