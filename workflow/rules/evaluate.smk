@@ -72,7 +72,7 @@ if ONE_JOB_PER_STUDY and TUNING != "lora":
             ckpts=CKPTS,
             out_dirs=[f"results/eval/{ckpt}" for ckpt in CKPTS],
         threads: res("evaluate", "threads")
-        priority: CRITICAL_PATH
+        priority: CRITICAL_PATH - 20  # after traces: as pretraining ends, the circuits sweep (the tail's longest job) takes the other core
         resources:
             mem_mb=res("evaluate", "mem_mb"),
             runtime=res("evaluate", "runtime"),
