@@ -25,6 +25,7 @@ from grokpath.pretrain import (
     encode,
     learning_rate,
     model_config,
+    parameter_groups,
     pass_costs,
     pretrain,
     sequence_losses,
@@ -117,9 +118,11 @@ def test_checkpoints_loss_and_monitor(world, tmp_path):
     assert (monitor["pathway_distance"] >= 0).all() and (monitor["probe_loss"] > 0).all()
 
 
-@pytest.mark.parametrize("grokfast_lambda", [0.0, 2.0])
-def test_resume_after_interruption_is_exact(world, tmp_path, grokfast_lambda):
-    cfg = micro_cfg(grokfast_lambda=grokfast_lambda)  # Grokfast's moving average must survive the restart too
+@pytest.mark.parametrize(
+    "optimizer_overrides", [{}, {"grokfast_lambda": 2.0}, {"orthogonal_gradients": True}], ids=["adamw", "grokfast", "orthograd"]
+)
+def test_resume_after_interruption_is_exact(world, tmp_path, optimizer_overrides):
+    cfg = micro_cfg(**optimizer_overrides)  # Grokfast's moving average and OrthoGrad's wrapped state survive the restart too
     run(cfg, world, tmp_path / "whole")
     run(cfg, world, tmp_path / "cut", stop_after_step=4)  # as if killed after the step-4 checkpoint
     assert not (tmp_path / "cut" / "checkpoints" / "step000006").exists()
@@ -229,6 +232,47 @@ def test_amplify_slow_gradients_by_hand():
         amplify_slow_gradients(layer, ema, alpha=0.9, lamb=2.0)
         assert ema["weight"].item() == pytest.approx(expected_ema)
         assert layer.weight.grad.item() == pytest.approx(expected_grad)
+
+
+def test_orthogonal_gradients_first_step_by_hand(world, tmp_path):
+    """After one full-batch step, AdamW's first moment is (1 - beta1) times each clipped gradient with its
+    component along the parameter removed and its norm restored."""
+    cfg = micro_cfg(orthogonal_gradients=True, batch_size=0, steps=2, checkpoint_steps=[1, 2])
+    run(cfg, world, tmp_path, stop_after_step=1)
+    state = torch.load(tmp_path / "state" / "state.pt", weights_only=False)
+
+    pre = cfg["pretrain"]
+    tokenizer = AutoTokenizer.from_pretrained(world / "tokenizer")
+    torch.manual_seed(pre["seed"])
+    model = OlmoeForCausalLM(model_config(pre, tokenizer))
+    params = [p for p in model.parameters() if p.requires_grad]
+    total = [torch.zeros_like(p) for p in params]
+    for d in DOMAINS:
+        batch = encode(read_split(world / "world" / d / "train.jsonl"), tokenizer, pre["loss_on"])
+        for t, g in zip(total, domain_pass(model, batch, pre["router_aux_loss_coef"], len(DOMAINS))[2]):
+            if g is not None:
+                t += g
+    norm = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in total]))
+    clip = min(1.0, pre["grad_clip"] / (float(norm) + 1e-6))
+    adam = state["optimizer"]["state"]  # indexed in the order of the optimizer's parameter groups
+    grad_of = {id(p): g for p, g in zip(params, total)}
+    ordered = [p for group in parameter_groups(model, pre["weight_decay"], pre["no_weight_decay"]) for p in group["params"]]
+    orthogonal_checked = 0
+    for i, w in enumerate(ordered):
+        g = grad_of[id(w)]
+        g = g * clip
+        w = w.detach()
+        along = (w * g).sum() / (w * w).sum()
+        projected = g - along * w
+        projected = projected * (torch.linalg.vector_norm(g) / torch.linalg.vector_norm(projected))
+        torch.testing.assert_close(adam[i]["exp_avg"], (1 - pre["beta1"]) * projected, rtol=1e-4, atol=1e-9)
+        if w.dim() == 2 and float(along.abs()) > 1e-3:
+            assert float((adam[i]["exp_avg"] * w).sum().abs()) < 1e-4 * float(
+                torch.linalg.vector_norm(g) * torch.linalg.vector_norm(w)
+            )
+            assert not torch.allclose(adam[i]["exp_avg"], (1 - pre["beta1"]) * g, rtol=1e-3)
+            orthogonal_checked += 1
+    assert orthogonal_checked >= 3
 
 
 def test_balanced_shares_by_hand():

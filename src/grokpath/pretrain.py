@@ -287,6 +287,10 @@ def pretrain(
         betas=(pre["beta1"], pre["beta2"]),
         eps=pre["adam_eps"],
     )
+    if pre["orthogonal_gradients"]:
+        from pytorch_optimizer import OrthoGrad
+
+        optimizer = OrthoGrad(optimizer)  # projects every gradient, then steps the AdamW above
     sampler = torch.Generator().manual_seed(pre["seed"])
     loss_rows: list[dict] = []
     grad_ema: dict[str, torch.Tensor] = {}
