@@ -2,9 +2,10 @@
 
 Runs ``bench/mini_world_grokking.py`` (its arguments as they are) with AdamW's weight decay on the
 decayed parameter group switched from ``pretrain.weight_decay`` to ``--late-decay`` after
-``--switch-step`` optimizer steps (with ``--ramp-steps``, raised linearly over that many steps instead). The idea (Omnigrok, arXiv 2210.01117): generalization comes when
-decay has shrunk the large-init weights enough, at a rate set by lr x weight decay, while a large
-decay from the start slows memorization (bench/README.md). The switch is patched into AdamW for this
+``--switch-step`` optimizer steps (with ``--ramp-steps``: raised linearly over that many steps).
+The idea (Omnigrok, arXiv 2210.01117): generalization comes when decay has shrunk the large-init
+weights enough, at a rate set by lr x weight decay, while a large decay from the start slows
+memorization (bench/README.md). The switch is patched into AdamW for this
 probe only; the pretraining code has no such option.
 
 Run (from the repo root):
