@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 
 import pytest
@@ -113,6 +114,24 @@ def test_a_word_is_one_token_wherever_it_stands(tmp_path):
     assert tok.convert_ids_to_tokens(tok("print ( 3 * 5 % 7 ) # 1")["input_ids"])[1:4] == ["▁print", "▁(", "▁3"]
     vocab = tok.get_vocab()
     assert "3" not in vocab and "print" not in vocab  # no unprefixed twin of any word
+
+
+def test_control_operands_are_its_own_words_or_maths_digits():
+    p = 7
+    corpus = generate_world(world_cfg()["world"], [*DOMAINS, "control"])
+    words = {d: {w for split in corpus[d].values() for r in split for w in r["prompt"].split()} for d in corpus}
+    operands = {w for r in corpus["control"]["train"] for w in r["prompt"].split()[::2]}
+    assert len(operands) == p and all(w.endswith("q") and not w.isdigit() for w in operands)
+    for d in DOMAINS:  # no operand of the null appears in another domain's prompts
+        assert not operands & words[d], d
+    for r in corpus["control"]["test"]:  # math's shape: two operands, "~", "=", one number
+        a, op, b, eq = r["prompt"].split()
+        assert (op, eq) == ("~", "=") and 0 <= int(r["target"]) < p
+    # digits: the corpus as it was before words existed (sha256 of its train split, written by that code)
+    digits = generate_world(world_cfg(control_operands="digits")["world"], ["control"])["control"]["train"]
+    blob = "".join(json.dumps(r, sort_keys=True) + "\n" for r in digits).encode()
+    assert hashlib.sha256(blob).hexdigest() == "44aa6a6a4ed1689be2c3081f3a93f4e4ffbf897259dbab6609ebb00075aef177"
+    assert digits[0]["prompt"] == "0 ~ 3 ="
 
 
 def test_bad_world_config_names_field():
