@@ -29,9 +29,6 @@ def build(world: dict, rng: np.random.Generator) -> dict[str, list[dict]]:
     operand = made_up_names(p, rng, suffix="q") if world["control_operands"] == "words" else [str(a) for a in range(p)]
     parts = split_items(all_pairs(p), rng, world)
     return {
-        split: [
-            record(DOMAIN, split, i, f"{operand[a]} ~ {operand[b]} =", f" {answer[a, b]}")
-            for i, (a, b) in enumerate(pairs)
-        ]
+        split: [record(DOMAIN, split, i, f"{operand[a]} ~ {operand[b]} =", f" {answer[a, b]}") for i, (a, b) in enumerate(pairs)]
         for split, pairs in parts.items()
     }
